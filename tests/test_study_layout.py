@@ -17,7 +17,7 @@ def test_rows_carry_their_sample_label():
     rows = to_study_rows(ds)
     assert rows.X.shape == (30 * 60, 1, 2)
     np.testing.assert_array_equal(rows.X[61, 0], ds.X[1, 1])
-    assert rows.y[0] == 1 and rows.y[60] == 0 and rows.y[179] == 1
+    assert rows.y[0] == 1 and rows.y[60] == 0 and rows.y[180] == 1 and rows.y[179] == 0
 
 
 def test_windows_cross_sample_boundaries_like_the_study():
