@@ -268,3 +268,28 @@ def test_cli_reports_errors_without_traceback(file_server, tmp_path, capsys):
     assert rc == 2
     assert err.startswith("flareseq download: error: partition 3: expected one archive")
     assert "Traceback" not in err
+
+
+@pytest.mark.realdata
+def test_real_swan_sf_samples_survive_download_and_extraction(shared_data, file_server, tmp_path):
+    """The 12 real SWAN-SF sample files, packed as a partition archive, come out byte-identical
+    (their names hold brackets, '@' and ':', which must pass through tar and the file system)."""
+    samples = sorted((shared_data / "swan-sf-samples" / "mvts").glob("*.csv"))
+    assert len(samples) == 12
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in samples:
+            folder = "FL" if path.name.startswith(("lab[M]", "lab[X]")) else "NF"
+            tar.add(path, arcname=f"partition4/{folder}/{path.name}")
+    archive = buffer.getvalue()
+    file_server.files["/api/access/datafile/7"] = archive
+    file_server.json[DATASET_PATH] = dataset_json([file_entry(7, "partition4_instances.tar.gz", archive)])
+    file_server.drops["/api/access/datafile/7"] = [len(archive) // 2]
+    result = download_swan_sf(tmp_path, [4], base_url=file_server.url, **FAST)
+    assert result[4].n_files == 12
+    extracted = sorted((tmp_path / "partition4").rglob("*.csv"))
+    assert sorted(p.name for p in extracted) == sorted(p.name for p in samples)
+    assert len(list((tmp_path / "partition4" / "FL").iterdir())) == 4  # 4 positives, as the README says
+    for path in samples:
+        match = next(p for p in extracted if p.name == path.name)
+        assert match.read_bytes() == path.read_bytes()

@@ -1,0 +1,83 @@
+"""``flareseq download kaggle|swan-sf``: fetch the real data sets."""
+
+from __future__ import annotations
+
+import argparse
+
+# Both modules import only the standard library at load time; the Kaggle client and tqdm
+# load when a command runs.
+from ..data.dataverse import SWAN_SF_DOI, SWAN_SF_PARTITIONS
+from ..data.download_kaggle import KAGGLE_COMPETITION
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    download = subparsers.add_parser(
+        "download",
+        help="download the Kaggle BigData Cup 2019 files or the SWAN-SF partitions",
+        description="Download the real data: the Kaggle BigData Cup 2019 files (the study's data; "
+        "needs your Kaggle API credentials) or the SWAN-SF partitions from Harvard Dataverse.",
+    )
+    sources = download.add_subparsers(dest="source", metavar="SOURCE", required=True)
+
+    kaggle = sources.add_parser(
+        "kaggle",
+        help="the BigData Cup 2019 files via the official Kaggle client",
+        description="Download fold1Training.json, fold2Training.json, fold3Training.json and "
+        "testSet.json (about 13 GB unzipped) with the official Kaggle client "
+        "(pip install 'flareseq[kaggle]'). Credentials are read only from KAGGLE_USERNAME/KAGGLE_KEY "
+        "or ~/.kaggle/kaggle.json (or $KAGGLE_CONFIG_DIR); flareseq never stores or logs them. "
+        "Accept the competition's rules on Kaggle once before the first download.",
+    )
+    kaggle.add_argument("--dest", required=True, help="folder that receives the four JSON files")
+    kaggle.add_argument("--competition", default=KAGGLE_COMPETITION,
+                        help=f"the competition's Kaggle slug (default {KAGGLE_COMPETITION})")
+    kaggle.add_argument("--force", action="store_true", help="download again even if the files are there")
+    kaggle.add_argument("--keep-archives", action="store_true", help="keep the zips after extracting them")
+    kaggle.add_argument("--no-progress", action="store_true", help="no progress bars")
+    kaggle.set_defaults(func=_run_kaggle)
+
+    swan = sources.add_parser(
+        "swan-sf",
+        help="SWAN-SF partitions from Harvard Dataverse",
+        description="Download SWAN-SF partitions (doi:10.7910/DVN/EBCFKM) from Harvard Dataverse: "
+        "resumable (rerun the same command after an interruption), MD5-verified, then extracted to "
+        "DEST/partitionN/{FL,NF}/*.csv. The archive is deleted after extraction unless "
+        "--keep-archives.",
+    )
+    swan.add_argument("--partitions", type=int, nargs="+", default=list(SWAN_SF_PARTITIONS), metavar="N",
+                      help="partitions to fetch, among 1-5 (default: all five)")
+    swan.add_argument("--dest", required=True, help="folder that receives the extracted partitions")
+    swan.add_argument("--base-url", default=None,
+                      help="Dataverse installation (default $FLARESEQ_DATAVERSE_URL, else "
+                      "https://dataverse.harvard.edu)")
+    swan.add_argument("--doi", default=SWAN_SF_DOI, help=f"dataset identifier (default {SWAN_SF_DOI})")
+    swan.add_argument("--retries", type=int, default=5, help="failed attempts in a row before giving up")
+    swan.add_argument("--keep-archives", action="store_true", help="keep the .tar.gz after extraction")
+    swan.add_argument("--no-progress", action="store_true", help="no progress bars")
+    swan.set_defaults(func=_run_swan_sf)
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    return False if args.no_progress else None
+
+
+def _run_kaggle(args: argparse.Namespace) -> int:
+    from ..data.download_kaggle import download_kaggle
+
+    files = download_kaggle(args.dest, competition=args.competition, force=args.force,
+                            keep_archives=args.keep_archives, progress=_progress(args))
+    for name, path in files.items():
+        print(f"{name}: {path} ({path.stat().st_size:,} bytes)")
+    return 0
+
+
+def _run_swan_sf(args: argparse.Namespace) -> int:
+    from ..data.dataverse import download_swan_sf
+
+    results = download_swan_sf(args.dest, args.partitions, base_url=args.base_url, doi=args.doi,
+                               keep_archives=args.keep_archives, retries=args.retries,
+                               progress=_progress(args))
+    for partition, extracted in results.items():
+        where = ", ".join(str(p) for p in extracted.paths)
+        print(f"partition {partition}: {extracted.n_files:,} files in {where} (from {extracted.archive})")
+    return 0
