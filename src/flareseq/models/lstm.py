@@ -1,0 +1,203 @@
+"""The study's six LSTM architectures (SPEC section 2), as one configurable network.
+
+All six are the same pipeline with parts switched on or off::
+
+    x (B, T, F) -> [embedding: Dense(E, relu) per step] -> LSTM x n_layers
+                -> [decoder: Dense(F, relu), kernel = embedding kernel transposed]
+                -> Dense(1) -> logit (B,)
+
+Two kinds of weight tying, each one shared :class:`~torch.nn.Parameter` (the study's Keras
+ties received no gradient; here autograd sums the gradients of every use):
+
+* ``tie_layers``: LSTM layers 2..n use layer 1's input and recurrent kernels. Each layer
+  keeps its own bias (4H values): the bias is what lets a repeated layer act differently at
+  each depth at almost no cost, as the tied decoder keeps its own bias.
+* ``tie_decoder``: the decoder's kernel is the embedding's kernel, transposed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import ConfigError, FlareseqError
+from .recurrent import KerasLSTM
+
+
+def _glorot_dense(layer: nn.Linear) -> nn.Linear:
+    # Keras Dense defaults: Glorot-uniform kernel, zero bias.
+    bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound)
+        layer.bias.zero_()
+    return layer
+
+
+class SequenceNet(nn.Module):
+    """(B, T, F) -> one logit per sample, through optional embedding, LSTMs and decoder.
+
+    Parameters
+    ----------
+    n_features : number of input series F.
+    hidden_size : LSTM width H (every layer). With an embedding it must equal
+        ``embedding_size``: the tied decoder maps H back to F through the embedding's
+        (E, F) kernel, and a tied layer stack needs input width = H.
+    n_layers : number of stacked LSTM layers.
+    embedding_size : width E of the per-step Dense(E, relu) embedding; ``None`` for none.
+    tie_layers : layers 2..n share layer 1's ``weight_ih`` and ``weight_hh``.
+    tie_decoder : the decoder's kernel is the embedding's, transposed (else its own).
+    dropout, recurrent_dropout : Keras-style rates of every LSTM layer.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        *,
+        hidden_size: int,
+        n_layers: int = 1,
+        embedding_size: int | None = None,
+        tie_layers: bool = False,
+        tie_decoder: bool = False,
+        dropout: float = 0.2,
+        recurrent_dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ConfigError(f"n_layers must be at least 1, got {n_layers}.")
+        input_size = n_features if embedding_size is None else embedding_size
+        if embedding_size is not None and hidden_size != embedding_size:
+            raise ConfigError(
+                f"with an embedding the LSTM width must equal embedding_size ({embedding_size}), "
+                f"got hidden_size={hidden_size}: the decoder reuses the embedding's kernel."
+            )
+        if tie_layers and n_layers > 1 and input_size != hidden_size:
+            raise ConfigError(
+                f"tied LSTM layers need input width = hidden_size, got {input_size} inputs and "
+                f"hidden_size={hidden_size}; set hidden_size={input_size} (or add an embedding)."
+            )
+        if tie_decoder and embedding_size is None:
+            raise ConfigError("tie_decoder needs an embedding (embedding_size) to tie to.")
+        self.n_features = n_features
+        self.tie_layers = tie_layers and n_layers > 1
+        self.tie_decoder = tie_decoder
+        self.embedding = None if embedding_size is None else _glorot_dense(nn.Linear(n_features, embedding_size))
+        self.lstms = nn.ModuleList(
+            KerasLSTM(
+                input_size if k == 0 else hidden_size,
+                hidden_size,
+                dropout=dropout,
+                recurrent_dropout=recurrent_dropout,
+                return_sequences=k < n_layers - 1,
+            )
+            for k in range(n_layers)
+        )
+        if self.tie_layers:
+            for layer in self.lstms[1:]:
+                # Weight tying: the same Parameter objects, so one tensor is stored and trained.
+                layer.weight_ih = self.lstms[0].weight_ih
+                layer.weight_hh = self.lstms[0].weight_hh
+        self.decoder: nn.Linear | None = None
+        self.decoder_bias: nn.Parameter | None = None
+        if embedding_size is not None:
+            if tie_decoder:
+                self.decoder_bias = nn.Parameter(torch.zeros(n_features))
+            else:
+                self.decoder = _glorot_dense(nn.Linear(hidden_size, n_features))
+        head_in = n_features if embedding_size is not None else hidden_size
+        self.head = _glorot_dense(nn.Linear(head_in, 1))
+
+    def tied_parameter_names(self) -> dict[str, list[str]]:
+        """Each shared parameter's name (as in ``named_parameters()``) -> where else it is used."""
+        tied: dict[str, list[str]] = {}
+        if self.tie_layers:
+            for kind in ("weight_ih", "weight_hh"):
+                tied[f"lstms.0.{kind}"] = [f"lstms.{k}.{kind}" for k in range(1, len(self.lstms))]
+        if self.tie_decoder:
+            tied["embedding.weight"] = ["decoder kernel (transposed)"]
+        return tied
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[2] != self.n_features:
+            raise FlareseqError(
+                f"the model expects input of shape (batch, timesteps, {self.n_features}), "
+                f"got {tuple(x.shape)}; pass the same features, in the same order, as in training."
+            )
+        h = x  # (B, T, F)
+        if self.embedding is not None:
+            h = F.relu(self.embedding(h))  # (B, T, E)
+        for layer in self.lstms:
+            h = layer(h)  # (B, T, H) between layers, (B, H) after the last
+        if self.embedding is not None:
+            if self.tie_decoder:
+                # Tied decoder: (B, E) @ (E, F) with the embedding's own kernel.
+                h = F.relu(F.linear(h, self.embedding.weight.t(), self.decoder_bias))  # (B, F)
+            else:
+                h = F.relu(self.decoder(h))  # (B, F)
+        return self.head(h).squeeze(1)  # (B,)
+
+
+# Builders with the study's defaults; the registry in __init__ reads their signatures.
+
+def lstm(n_features: int, *, hidden_size: int = 32, dropout: float = 0.2, recurrent_dropout: float = 0.2) -> SequenceNet:
+    """1. Basic LSTM: LSTM(32) -> Dense(1)."""
+    return SequenceNet(n_features, hidden_size=hidden_size, dropout=dropout, recurrent_dropout=recurrent_dropout)
+
+
+def stacked_lstm(
+    n_features: int, *, hidden_size: int = 32, n_layers: int = 2, dropout: float = 0.2, recurrent_dropout: float = 0.2
+) -> SequenceNet:
+    """2. Stacked LSTM: LSTM(32, sequences) -> LSTM(32) -> Dense(1)."""
+    return SequenceNet(
+        n_features, hidden_size=hidden_size, n_layers=n_layers, dropout=dropout, recurrent_dropout=recurrent_dropout
+    )
+
+
+def embed_lstm(
+    n_features: int, *, embedding_size: int = 25, dropout: float = 0.2, recurrent_dropout: float = 0.2,
+    tie_weights: bool = True,
+) -> SequenceNet:
+    """3. Dense(25, relu) embedding -> LSTM(25) -> tied Dense(F, relu) decoder -> Dense(1)."""
+    return SequenceNet(
+        n_features, hidden_size=embedding_size, embedding_size=embedding_size, tie_decoder=tie_weights,
+        dropout=dropout, recurrent_dropout=recurrent_dropout,
+    )
+
+
+def tied_stacked_lstm(
+    n_features: int, *, hidden_size: int | None = None, n_layers: int = 2, dropout: float = 0.2,
+    recurrent_dropout: float = 0.2, tie_weights: bool = True,
+) -> SequenceNet:
+    """4. LSTM(F, sequences) -> LSTM(F) sharing layer 1's kernels -> Dense(1).
+
+    ``hidden_size=None`` means "as many units as input features" (25 in the study), the only
+    width at which layer 1's input kernel fits layer 2.
+    """
+    return SequenceNet(
+        n_features, hidden_size=n_features if hidden_size is None else hidden_size, n_layers=n_layers,
+        tie_layers=tie_weights, dropout=dropout, recurrent_dropout=recurrent_dropout,
+    )
+
+
+def embed_stacked_lstm(
+    n_features: int, *, embedding_size: int = 25, n_layers: int = 2, dropout: float = 0.2,
+    recurrent_dropout: float = 0.2, tie_weights: bool = True,
+) -> SequenceNet:
+    """5. Embedding -> LSTM(25) -> LSTM(25) -> tied decoder -> Dense(1)."""
+    return SequenceNet(
+        n_features, hidden_size=embedding_size, n_layers=n_layers, embedding_size=embedding_size,
+        tie_decoder=tie_weights, dropout=dropout, recurrent_dropout=recurrent_dropout,
+    )
+
+
+def embed_tied_stacked_lstm(
+    n_features: int, *, embedding_size: int = 25, n_layers: int = 2, dropout: float = 0.2,
+    recurrent_dropout: float = 0.2, tie_weights: bool = True,
+) -> SequenceNet:
+    """6. Embedding -> LSTM(25) -> tied LSTM(25) -> tied decoder -> Dense(1)."""
+    return SequenceNet(
+        n_features, hidden_size=embedding_size, n_layers=n_layers, embedding_size=embedding_size,
+        tie_layers=tie_weights, tie_decoder=tie_weights, dropout=dropout, recurrent_dropout=recurrent_dropout,
+    )

@@ -1,0 +1,195 @@
+"""The LSTM layer of every model: Keras's layout (one bias per gate), Keras's dropouts.
+
+Why not ``torch.nn.LSTM`` as it is: it carries two biases per gate (``bias_ih`` and
+``bias_hh``), which makes a 32-unit LSTM on 25 inputs count 7,584 parameters where the
+study's Keras model counts 7,424 + 33 = 7,457, and it has no recurrent dropout. This layer
+keeps one trainable bias per gate and still runs on the fused ``torch.lstm`` kernel (the op
+behind ``nn.LSTM``): the kernel's second bias slot is fed a constant zero buffer, which is
+neither a parameter nor trained, so the sum of the two biases is exactly our one bias.
+
+Dropouts follow Keras 3 (``keras.layers.LSTM(dropout=, recurrent_dropout=)``):
+
+* ``dropout`` multiplies the layer's *input* by one mask per sequence (the same at every
+  step), scaled by ``1 / (1 - p)``;
+* ``recurrent_dropout`` multiplies the recurrent state ``h_{t-1}`` by one mask per sequence
+  before the recurrent matmul, again the same at every step.
+
+Both act only in training. With ``recurrent_dropout == 0`` (or in eval mode) the fused
+kernel runs; otherwise :class:`_MaskedLSTMFunction`, a hand-written forward and backward
+over the sequence, does (autograd through a Python loop is ~6x slower than fused; this
+function needs about half as many tensor operations per step and no autograd graph).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# Gate order inside the masked path: o, i, f, g. Sigmoid gates come first (one call for 3H
+# columns) and the three gates multiplied by dc in the backward pass are contiguous.
+# torch's (and the stored weights') order is i, f, g, o.
+def _to_ofig(n: int, device: torch.device) -> torch.Tensor:
+    i, f, g, o = (torch.arange(k * n, (k + 1) * n, device=device) for k in range(4))
+    return torch.cat([o, i, f, g])
+
+
+class _MaskedLSTMFunction(torch.autograd.Function):
+    """One LSTM layer over a whole sequence with a fixed recurrent-dropout mask.
+
+    Inputs are time-major: ``x (T, B, F)``, weights in o,i,f,g order: ``w_ih (4H, F)``,
+    ``w_hh (4H, H)``, ``bias (4H,)``, ``mask (B, H)`` (already scaled). Returns all hidden
+    states ``(T, B, H)``. Initial states are zero (as in Keras without ``initial_state``).
+    """
+
+    @staticmethod
+    def forward(ctx, x, w_ih, w_hh, bias, mask):
+        T, B, _ = x.shape
+        H = w_hh.shape[1]
+        # All input projections in one matmul; the loop only does the recurrent part.
+        gates = torch.addmm(bias, x.reshape(T * B, -1), w_ih.t()).view(T, B, 4 * H)
+        cells = x.new_empty(T + 1, B, H)
+        cells[0].zero_()
+        tanh_cells = x.new_empty(T, B, H)
+        hidden = x.new_empty(T, B, H)
+        masked = x.new_empty(T, B, H)  # masked[t] = h_{t-1} * mask, the recurrent input
+        masked[0].zero_()
+        w_hh_t = w_hh.t()
+        for t in range(T):
+            g = gates[t]
+            if t:
+                g.addmm_(masked[t], w_hh_t)
+            g[:, : 3 * H].sigmoid_()
+            g[:, 3 * H :].tanh_()
+            o, i, f, c_hat = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
+            c = torch.mul(f, cells[t], out=cells[t + 1])
+            c.addcmul_(i, c_hat)
+            torch.tanh(c, out=tanh_cells[t])
+            torch.mul(o, tanh_cells[t], out=hidden[t])
+            if t + 1 < T:
+                torch.mul(hidden[t], mask, out=masked[t + 1])
+        ctx.save_for_backward(x, w_ih, w_hh, mask, gates, cells, tanh_cells, masked)
+        return hidden
+
+    @staticmethod
+    def backward(ctx, grad_hidden):
+        x, w_ih, w_hh, mask, gates, cells, tanh_cells, masked = ctx.saved_tensors
+        T, B, _ = x.shape
+        H = w_hh.shape[1]
+        o, i, f, c_hat = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H : 3 * H], gates[..., 3 * H :]
+        # Everything that does not depend on the running gradient, for all steps at once.
+        d_c_from_h = o * (1 - tanh_cells * tanh_cells)  # dc/dh through h = o * tanh(c)
+        d_o_pre = tanh_cells * o * (1 - o)  # dh -> pre-activation of o
+        d_ifg_pre = torch.stack(
+            [c_hat * i * (1 - i), cells[:-1] * f * (1 - f), i * (1 - c_hat * c_hat)], dim=2
+        )  # (T, B, 3, H): dc -> pre-activations of i, f, g
+        grad_gates = torch.empty_like(gates)
+        grad_hidden = grad_hidden.contiguous()
+        dh = grad_hidden[T - 1].clone()
+        dc = torch.zeros_like(dh)
+        for t in range(T - 1, -1, -1):
+            if t < T - 1:
+                dh.add_(grad_hidden[t])
+            dc.addcmul_(dh, d_c_from_h[t])
+            gg = grad_gates[t]
+            torch.mul(dh, d_o_pre[t], out=gg[:, :H])
+            torch.mul(dc.unsqueeze(1), d_ifg_pre[t], out=gg[:, H:].view(B, 3, H))
+            if t:
+                dc.mul_(f[t])
+                dh = torch.mm(gg, w_hh).mul_(mask)
+        flat = grad_gates.view(T * B, 4 * H)
+        grad_x = torch.mm(flat, w_ih).view(T, B, -1) if ctx.needs_input_grad[0] else None
+        grad_w_ih = torch.mm(flat.t(), x.reshape(T * B, -1))
+        grad_w_hh = torch.mm(flat.t(), masked.view(T * B, H))
+        grad_bias = flat.sum(0)
+        return grad_x, grad_w_ih, grad_w_hh, grad_bias, None
+
+
+class KerasLSTM(nn.Module):
+    """An LSTM layer with Keras's parameter layout and dropout semantics.
+
+    Parameters
+    ----------
+    input_size, hidden_size : widths of the input and of the state.
+    dropout : rate of the per-sequence dropout mask on the layer's input.
+    recurrent_dropout : rate of the per-sequence dropout mask on ``h_{t-1}``.
+    return_sequences : return every step's state ``(B, T, H)`` rather than the last ``(B, H)``.
+
+    Attributes ``weight_ih (4H, F)``, ``weight_hh (4H, H)``, ``bias (4H,)`` use torch's gate
+    order (i, f, g, o). Another layer's ``weight_ih``/``weight_hh`` may be assigned to this
+    one to tie them (same :class:`~torch.nn.Parameter` object, trained once).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        return_sequences: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if not 0.0 <= rate < 1.0:
+                from ..errors import ConfigError
+
+                raise ConfigError(f"{name} must be in [0, 1), got {rate}.")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.dropout = float(dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.return_sequences = return_sequences
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias = nn.Parameter(torch.empty(4 * hidden_size))
+        # The fused kernel wants a second bias: a constant zero, not a parameter.
+        self.register_buffer("_zero_bias", torch.zeros(4 * hidden_size), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Keras's initialisers: Glorot-uniform input kernel, orthogonal recurrent kernel,
+        zero bias except 1 on the forget gate (``unit_forget_bias=True``)."""
+        n = self.hidden_size
+        # Keras draws one (F, 4H) Glorot matrix for all gates: bound from fan_in + fan_out.
+        bound = math.sqrt(6.0 / (self.input_size + 4 * n))
+        with torch.no_grad():
+            self.weight_ih.uniform_(-bound, bound)
+            # Keras: orthogonal (H, 4H) recurrent kernel; ours is its transpose.
+            nn.init.orthogonal_(self.weight_hh.data.T)
+            self.bias.zero_()
+            self.bias[n : 2 * n] = 1.0
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.hidden_size}, dropout={self.dropout}, "
+            f"recurrent_dropout={self.recurrent_dropout}, return_sequences={self.return_sequences}"
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, F)
+        B = x.shape[0]
+        if self.training and self.dropout > 0:
+            keep = 1.0 - self.dropout
+            in_mask = torch.bernoulli(x.new_full((B, 1, x.shape[2]), keep)).div_(keep)
+            x = x * in_mask
+        if self.training and self.recurrent_dropout > 0:
+            return self._forward_masked(x)
+        hx = x.new_zeros(1, B, self.hidden_size)
+        out, _, _ = torch.lstm(
+            x, (hx, hx), [self.weight_ih, self.weight_hh, self.bias, self._zero_bias],
+            True, 1, 0.0, self.training, False, True,
+        )  # (B, T, H)
+        return out if self.return_sequences else out[:, -1]
+
+    def _forward_masked(self, x: torch.Tensor) -> torch.Tensor:
+        keep = 1.0 - self.recurrent_dropout
+        B, n = x.shape[0], self.hidden_size
+        mask = torch.bernoulli(x.new_full((B, n), keep)).div_(keep)
+        order = _to_ofig(n, x.device)
+        hidden = _MaskedLSTMFunction.apply(
+            x.transpose(0, 1).contiguous(),  # (T, B, F)
+            self.weight_ih[order], self.weight_hh[order], self.bias[order], mask,
+        )  # (T, B, H)
+        return hidden.transpose(0, 1) if self.return_sequences else hidden[-1]
