@@ -1,0 +1,468 @@
+"""The columnar store: a directory of Parquet parts and a JSON manifest written last.
+
+The layout is specified precisely in ``docs/store.md`` (another engine, Spark, writes the
+same stores); in short:
+
+- ``part-NNNNN.parquet``: one row per sample, columns ``id``, ``label`` (int8, -1 =
+  unlabelled), the metadata columns, one ``fixed_size_list<float32>[T]`` column per feature
+  and one ``aux__NAME`` column per side series; zstd, BYTE_STREAM_SPLIT for floats.
+- ``manifest.json``: schema version, sources, counts, skipped records and a content hash.
+  It is written last, so a directory without it is an incomplete store.
+- ``skipped.tsv``: the records skipped under ``on_error="skip"`` (file, line, field, reason).
+
+Writes go to a hidden sibling directory that is renamed into place when complete, so an
+interrupted ingest never leaves a store that reads as complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Iterator, Sequence
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..dataset import FlareDataset, empty_meta
+from ..errors import FlareseqWarning, StoreError
+from ..schema import STORE_SCHEMA_VERSION, UNLABELLED
+from .skips import SkipLog
+
+MANIFEST_NAME = "manifest.json"
+SKIPPED_NAME = "skipped.tsv"
+AUX_PREFIX = "aux__"
+CONTENT_HASH_PREFIX = b"flareseq-content-v1\n"
+DEFAULT_ROW_GROUP_SIZE = 4096
+DEFAULT_PART_ROWS = 1_000_000
+_CANONICAL_NAN = np.array([0x7FC00000], dtype="<u4").view("<f4")[0]
+
+
+# -- content hash ------------------------------------------------------------------------
+def sample_digests(ids: np.ndarray, labels: np.ndarray, X: np.ndarray) -> list[bytes]:
+    """SHA-256 of each sample's canonical record: ``uint32 LE len(id) || id UTF-8 || int8
+    label || X[i] as float32 LE (T, F) row-major`` with every NaN as ``0x7FC00000``."""
+    X = np.ascontiguousarray(X, dtype="<f4")
+    if np.isnan(X).any():
+        X = np.where(np.isnan(X), _CANONICAL_NAN, X).astype("<f4")
+    labels = np.asarray(labels, dtype=np.int8)
+    out = []
+    for i, sample_id in enumerate(ids.tolist()):
+        raw = str(sample_id).encode("utf-8")
+        h = hashlib.sha256(len(raw).to_bytes(4, "little"))
+        h.update(raw)
+        h.update(labels[i : i + 1].tobytes())
+        h.update(X[i].tobytes())
+        out.append(h.digest())
+    return out
+
+
+class ContentHasher:
+    """``sha256(prefix || header || digest_1 || ... || digest_n)`` over samples in store order;
+    the per-sample digests make it independent of how the samples were chunked or
+    partitioned, so any engine can compute them in parallel."""
+
+    def __init__(self, feature_names: Sequence[str], n_timesteps: int) -> None:
+        header = json.dumps({"feature_names": list(feature_names), "n_timesteps": int(n_timesteps)},
+                            separators=(",", ":")).encode()
+        self._hash = hashlib.sha256(CONTENT_HASH_PREFIX + header + b"\n")
+
+    def update(self, ids: np.ndarray, labels: np.ndarray, X: np.ndarray) -> None:
+        for digest in sample_digests(ids, labels, X):
+            self._hash.update(digest)
+
+    def hexdigest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+
+def content_hash(dataset: FlareDataset) -> str:
+    """The content hash of a dataset, as a store of it records in its manifest."""
+    hasher = ContentHasher(dataset.feature_names, dataset.n_timesteps)
+    hasher.update(dataset.ids, _labels(dataset), dataset.X)
+    return hasher.hexdigest()
+
+
+def _labels(dataset: FlareDataset) -> np.ndarray:
+    return dataset.y if dataset.y is not None else np.full(dataset.n_samples, UNLABELLED, np.int8)
+
+
+# -- Arrow schema --------------------------------------------------------------------------
+def arrow_schema(feature_names: Sequence[str], n_timesteps: int, aux_types: dict | None = None):
+    import pyarrow as pa
+
+    fields = [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("label", pa.int8(), nullable=False),
+        pa.field("source", pa.string()),
+        pa.field("fold", pa.int64()),
+        pa.field("region", pa.string()),
+        pa.field("start", pa.timestamp("us")),
+        pa.field("end", pa.timestamp("us")),
+        pa.field("goes_class", pa.string()),
+    ]
+    fields += [pa.field(name, pa.list_(pa.float32(), n_timesteps), nullable=False) for name in feature_names]
+    for name, kind in (aux_types or {}).items():
+        inner = pa.float64() if kind == "float64" else pa.string()
+        fields.append(pa.field(AUX_PREFIX + name, pa.list_(inner, n_timesteps)))
+    meta = {"flareseq": json.dumps({"schema_version": STORE_SCHEMA_VERSION, "feature_names": list(feature_names),
+                                    "n_timesteps": n_timesteps})}
+    return pa.schema(fields, metadata=meta)
+
+
+def aux_kind(values: np.ndarray) -> str:
+    return "float64" if values.dtype.kind in "fiub" else "string"
+
+
+def dataset_to_table(dataset: FlareDataset, schema):
+    import pyarrow as pa
+
+    n, T = dataset.n_samples, dataset.n_timesteps
+    meta = dataset.meta
+    columns = {
+        "id": pa.array(dataset.ids.astype(str), pa.string()),
+        "label": pa.array(_labels(dataset), pa.int8()),
+        "source": pa.array(meta["source"].astype("string"), pa.string(), from_pandas=True),
+        "fold": pa.array(meta["fold"].astype("Int64"), pa.int64(), from_pandas=True),
+        "region": pa.array(meta["region"].astype("string"), pa.string(), from_pandas=True),
+        "start": pa.array(pd.to_datetime(meta["start"]).astype("datetime64[us]"), pa.timestamp("us"), from_pandas=True),
+        "end": pa.array(pd.to_datetime(meta["end"]).astype("datetime64[us]"), pa.timestamp("us"), from_pandas=True),
+        "goes_class": pa.array(meta["goes_class"].astype("string"), pa.string(), from_pandas=True),
+    }
+    X = np.ascontiguousarray(dataset.X.transpose(2, 0, 1))  # (F, n, T): one contiguous block per feature
+    for j, name in enumerate(dataset.feature_names):
+        columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(X[j].reshape(-1)), T)
+    for field in schema:
+        if not field.name.startswith(AUX_PREFIX):
+            continue
+        values = dataset.aux.get(field.name[len(AUX_PREFIX):])
+        if values is None:
+            columns[field.name] = pa.nulls(n, field.type)
+        elif pa.types.is_floating(field.type.value_type):
+            columns[field.name] = pa.FixedSizeListArray.from_arrays(
+                pa.array(np.asarray(values, np.float64).reshape(-1)), T)
+        else:
+            flat = [None if v is None else str(v) for v in np.asarray(values, dtype=object).reshape(-1)]
+            columns[field.name] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.string()), T)
+    return pa.table([columns[f.name] for f in schema], schema=schema)
+
+
+# -- writing -------------------------------------------------------------------------------
+class StoreWriter:
+    """Write samples into a new store at ``path``, atomically.
+
+    Use as a context manager: samples go in with :meth:`write` (in store order), sources are
+    described with :meth:`add_source`, and leaving the block without an exception writes
+    the manifest and renames the store into place; an exception removes everything.
+    """
+
+    def __init__(self, path: str | PathLike[str], *, feature_names: Sequence[str], n_timesteps: int,
+                 overwrite: bool = False, row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+                 part_rows: int = DEFAULT_PART_ROWS, engine: str = "python") -> None:
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise StoreError(
+                f"{self.path} already exists; expected a new store path. "
+                "Choose another --out, or pass overwrite=True (CLI: --overwrite) to replace it."
+            )
+        self.feature_names = tuple(feature_names)
+        self.n_timesteps = int(n_timesteps)
+        self.overwrite = overwrite
+        self.row_group_size = row_group_size
+        self.part_rows = part_rows
+        self.engine = engine
+        self.tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.sources: list[dict] = []
+        self.parts: list[dict] = []
+        self.skips = SkipLog()
+        self._hasher = ContentHasher(self.feature_names, self.n_timesteps)
+        self._counts = dict(n_samples=0, n_positive=0, n_negative=0, n_unlabelled=0, n_missing_values=0)
+        self._folds: dict[str, int] = {}
+        self._schema = None
+        self._writer = None
+        self._pending: list = []
+        self._pending_rows = 0
+        self._part_rows_written = 0
+        self._closed = False
+
+    def __enter__(self) -> StoreWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # -- samples ---------------------------------------------------------------------
+    def write(self, dataset: FlareDataset) -> None:
+        """Append samples (in store order)."""
+        if dataset.feature_names != self.feature_names or dataset.n_timesteps != self.n_timesteps:
+            raise StoreError(
+                f"cannot add {dataset.n_timesteps} steps of {list(dataset.feature_names)} to a store of "
+                f"{self.n_timesteps} steps of {list(self.feature_names)}; ingest them into separate stores."
+            )
+        if dataset.n_samples == 0:
+            return
+        if self._schema is None:
+            self._schema = arrow_schema(self.feature_names, self.n_timesteps,
+                                        {k: aux_kind(v) for k, v in sorted(dataset.aux.items())})
+        extra = sorted(set(dataset.aux) - set(self._aux_names))
+        if extra:
+            warnings.warn(f"side series {extra} are not stored: the store's side series were fixed by its first "
+                          f"samples as {self._aux_names}. Ingest sources of different kinds into separate stores "
+                          "to keep them.", FlareseqWarning, stacklevel=2)
+        labels = _labels(dataset)
+        self._hasher.update(dataset.ids, labels, dataset.X)
+        c = self._counts
+        c["n_samples"] += dataset.n_samples
+        c["n_positive"] += int((labels == 1).sum())
+        c["n_negative"] += int((labels == 0).sum())
+        c["n_unlabelled"] += int((labels == UNLABELLED).sum())
+        c["n_missing_values"] += dataset.n_missing_values
+        for fold, count in dataset.meta["fold"].astype("Int64").value_counts(dropna=False).items():
+            key = "unknown" if pd.isna(fold) else str(int(fold))
+            self._folds[key] = self._folds.get(key, 0) + int(count)
+        self._pending.append(dataset_to_table(dataset, self._schema))
+        self._pending_rows += dataset.n_samples
+        if self._pending_rows >= self.row_group_size:
+            self._flush()
+
+    @property
+    def _aux_names(self) -> list[str]:
+        return [f.name[len(AUX_PREFIX):] for f in self._schema if f.name.startswith(AUX_PREFIX)]
+
+    def new_part(self) -> None:
+        """Start a new part file for the next samples (e.g. at a new source)."""
+        self._flush()
+        self._close_part()
+
+    def add_source(self, info: dict) -> None:
+        """Describe one input (path, format, record counts) for the manifest."""
+        self.sources.append(dict(info))
+
+    def add_skipped(self, skips: SkipLog) -> None:
+        self.skips.extend(skips.records)
+
+    # -- parts -----------------------------------------------------------------------
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        self._pending, self._pending_rows = [], 0
+        for start in range(0, table.num_rows, self.row_group_size):
+            piece = table.slice(start, self.row_group_size)
+            if self._writer is not None and self._part_rows_written >= self.part_rows:
+                self._close_part()
+            if self._writer is None:
+                self._open_part()
+            self._writer.write_table(piece, row_group_size=self.row_group_size)
+            self._part_rows_written += piece.num_rows
+            self.parts[-1]["n_samples"] += piece.num_rows
+
+    def _open_part(self) -> None:
+        import pyarrow.parquet as pq
+
+        name = f"part-{len(self.parts):05d}.parquet"
+        floats = [f.name for f in self._schema if f.name in self.feature_names or
+                  (f.name.startswith(AUX_PREFIX) and str(f.type.value_type) == "double")]
+        self._writer = pq.ParquetWriter(
+            self.tmp / name, self._schema, compression="zstd", compression_level=1,
+            use_dictionary=["source", "region", "goes_class"] + [f.name for f in self._schema
+                                                                 if f.name.startswith(AUX_PREFIX) and f.name not in floats],
+            use_byte_stream_split=floats, write_statistics=["fold", "label"], version="2.6",
+        )
+        self.parts.append({"file": name, "n_samples": 0})
+        self._part_rows_written = 0
+
+    def _close_part(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # -- finishing -------------------------------------------------------------------
+    def close(self) -> dict:
+        """Write the manifest last and move the store into place; returns the manifest."""
+        if self._closed:
+            raise StoreError(f"the store writer for {self.path} is already closed.")
+        self._flush()
+        self._close_part()
+        if self.skips.records:
+            self.skips.write_tsv(self.tmp / SKIPPED_NAME)
+        manifest = {
+            "format": "flareseq-store",
+            "schema_version": STORE_SCHEMA_VERSION,
+            "created_by": f"flareseq {__version__} ({self.engine} engine)",
+            "feature_names": list(self.feature_names),
+            "n_timesteps": self.n_timesteps,
+            "aux_names": self._aux_names if self._schema is not None else [],
+            "counts": dict(self._counts),
+            "folds": dict(sorted(self._folds.items())),
+            "n_skipped": len(self.skips),
+            "skipped_file": SKIPPED_NAME if self.skips.records else None,
+            "sources": self.sources,
+            "parts": self.parts,
+            "content_hash": self._hasher.hexdigest(),
+        }
+        (self.tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        old = None
+        if self.path.exists():  # overwrite: move the old store aside, then drop it
+            old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
+            self.path.rename(old)
+        self.tmp.rename(self.path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        self._closed = True
+        return manifest
+
+    def abort(self) -> None:
+        self._pending = []
+        try:
+            self._close_part()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self._closed = True
+
+
+def write_store(dataset: FlareDataset, path: str | PathLike[str], *, overwrite: bool = False,
+                source: dict | None = None) -> dict:
+    """Write one in-memory dataset as a store; returns the manifest."""
+    with StoreWriter(path, feature_names=dataset.feature_names, n_timesteps=dataset.n_timesteps,
+                     overwrite=overwrite) as writer:
+        writer.write(dataset)
+        writer.add_source(source or {"path": "<memory>", "format": "dataset", "n_records": dataset.n_samples,
+                                     "n_read": dataset.n_samples, "n_skipped": 0})
+    return read_manifest(path)
+
+
+# -- reading -------------------------------------------------------------------------------
+def is_store(path: str | PathLike[str]) -> bool:
+    path = Path(path)
+    return path.is_dir() and ((path / MANIFEST_NAME).exists() or any(path.glob("part-*.parquet")))
+
+
+def read_manifest(path: str | PathLike[str]) -> dict:
+    """The manifest of a complete store; a :class:`StoreError` for anything else."""
+    path = Path(path)
+    if not path.is_dir():
+        raise StoreError(f"{path}: expected a store directory, found {'a file' if path.exists() else 'nothing'}.")
+    manifest_path = path / MANIFEST_NAME
+    if not manifest_path.exists():
+        raise StoreError(
+            f"{path}: expected a complete store with {MANIFEST_NAME}, found none: the store is incomplete "
+            "(its ingest was interrupted, failed or is still running). Run `flareseq ingest` again."
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"{manifest_path}: expected a JSON manifest, found invalid JSON ({exc}).") from None
+    version = manifest.get("schema_version")
+    if manifest.get("format") != "flareseq-store" or version != STORE_SCHEMA_VERSION:
+        raise StoreError(
+            f"{manifest_path}: expected a flareseq store of schema version {STORE_SCHEMA_VERSION}, found "
+            f"format {manifest.get('format')!r} version {version!r}. Re-ingest the data with this flareseq version."
+        )
+    return manifest
+
+
+def _filters(folds: Sequence[int] | None):
+    if folds is None:
+        return None
+    return [("fold", "in", [int(f) for f in folds])]
+
+
+def read_store_table(path: str | PathLike[str], *, folds: Sequence[int] | None = None, columns=None):
+    """The store's rows as one Arrow table (optionally only some folds and columns)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    files = [path / p["file"] for p in manifest["parts"]]
+    missing = [f.name for f in files if not f.exists()]
+    if missing:
+        raise StoreError(f"{path}: expected the parts listed in {MANIFEST_NAME}, found {missing} missing. "
+                         "Re-run `flareseq ingest`.")
+    if not files:
+        return manifest, arrow_schema(manifest["feature_names"], manifest["n_timesteps"]).empty_table()
+    tables = [pq.read_table(f, filters=_filters(folds), columns=columns) for f in files]
+    import pyarrow as pa
+
+    return manifest, pa.concat_tables(tables)
+
+
+def read_store(path: str | PathLike[str], *, folds: Sequence[int] | None = None, aux: bool = True) -> FlareDataset:
+    """Load a store (or the samples of some folds) as a :class:`FlareDataset`."""
+    manifest, table = read_store_table(path, folds=folds)
+    dataset = table_to_dataset(table, manifest["feature_names"], manifest["n_timesteps"], aux=aux)
+    if folds is None and dataset.n_samples != manifest["counts"]["n_samples"]:
+        raise StoreError(f"{path}: expected {manifest['counts']['n_samples']} samples (manifest), "
+                         f"found {dataset.n_samples}. The store is damaged; re-run `flareseq ingest`.")
+    return dataset
+
+
+def iter_store_batches(path: str | PathLike[str], *, batch_size: int = 4096, folds: Sequence[int] | None = None,
+                       aux: bool = False) -> Iterator[FlareDataset]:
+    """Stream a store as datasets of at most ``batch_size`` samples, in store order."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    wanted = None if folds is None else {int(f) for f in folds}
+    for part in manifest["parts"]:
+        for batch in pq.ParquetFile(path / part["file"]).iter_batches(batch_size=batch_size):
+            import pyarrow as pa
+
+            table = pa.Table.from_batches([batch])
+            if wanted is not None:
+                mask = np.isin(table.column("fold").to_numpy(zero_copy_only=False), list(wanted))
+                table = table.filter(pa.array(mask))
+            if table.num_rows:
+                yield table_to_dataset(table, manifest["feature_names"], manifest["n_timesteps"], aux=aux)
+
+
+def table_to_dataset(table, feature_names: Sequence[str], n_timesteps: int, *, aux: bool = True) -> FlareDataset:
+    n, T = table.num_rows, int(n_timesteps)
+    X = np.empty((n, T, len(feature_names)), dtype=np.float32)
+    for j, name in enumerate(feature_names):
+        X[:, :, j] = _fixed_list_values(table.column(name)).reshape(n, T)
+    labels = table.column("label").to_numpy().astype(np.int8)
+    meta = empty_meta(n)
+    meta["source"] = pd.array(table.column("source").to_pylist(), dtype="string")
+    meta["fold"] = pd.array(table.column("fold").to_pandas(), dtype="Int64")
+    meta["region"] = pd.array(table.column("region").to_pylist(), dtype="string")
+    for name in ("start", "end"):
+        meta[name] = pd.to_datetime(table.column(name).to_pandas()).astype("datetime64[ns]")
+    meta["goes_class"] = pd.array(table.column("goes_class").to_pylist(), dtype="string")
+    side = {}
+    if aux:
+        for field in table.schema:
+            if field.name.startswith(AUX_PREFIX):
+                column = table.column(field.name).combine_chunks()
+                if str(field.type.value_type) == "double":
+                    values = column.flatten().to_numpy(zero_copy_only=False)
+                    if column.null_count:  # whole rows absent (a source without this series)
+                        full = np.full(n * T, np.nan)
+                        full[np.repeat(column.is_valid().to_numpy(zero_copy_only=False), T)] = values
+                        values = full
+                    side[field.name[len(AUX_PREFIX):]] = values.reshape(n, T)
+                else:
+                    rows = column.to_pylist()
+                    side[field.name[len(AUX_PREFIX):]] = np.array(
+                        [r if r is not None else [None] * T for r in rows], dtype=object).reshape(n, T)
+    y = None if n and (labels == UNLABELLED).all() else labels
+    return FlareDataset(X=X, y=y, ids=np.asarray(table.column("id").to_numpy(zero_copy_only=False)).astype(str),
+                        feature_names=tuple(feature_names), meta=meta, aux=side)
+
+
+def _fixed_list_values(column) -> np.ndarray:
+    column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    return column.flatten().to_numpy(zero_copy_only=False)
