@@ -25,7 +25,7 @@ from flareseq.data.dataverse import (
     select_partition_files,
 )
 from flareseq.data.download_http import Checksum
-from flareseq.errors import ConfigError, DataFormatError, DownloadError
+from flareseq.errors import ConfigError, DataFormatError, DownloadError, FlareseqWarning
 
 FAST = dict(retries=2, backoff=0.01, timeout=5, progress=False)
 DATASET_PATH = f"/api/datasets/:persistentId/?persistentId={SWAN_SF_DOI}"
@@ -293,3 +293,13 @@ def test_real_swan_sf_samples_survive_download_and_extraction(shared_data, file_
     for path in samples:
         match = next(p for p in extracted if p.name == path.name)
         assert match.read_bytes() == path.read_bytes()
+
+
+def test_a_file_without_published_checksum_warns_and_is_size_checked(file_server, tmp_path):
+    archive, _ = swan_sf_tar(5)
+    entry = {"dataFile": {"id": 5, "filename": "partition5_instances.tar.gz", "filesize": len(archive)}}
+    file_server.json[DATASET_PATH] = dataset_json([entry])
+    file_server.files["/api/access/datafile/5"] = archive
+    with pytest.warns(FlareseqWarning, match=r"partition5_instances\.tar\.gz: the dataset publishes no checksum"):
+        result = download_swan_sf(tmp_path, [5], base_url=file_server.url, **FAST)
+    assert result[5].n_files == 4

@@ -197,7 +197,9 @@ def select_partition_files(files: Sequence[DataverseFile], partitions: Iterable[
     return chosen
 
 
-def extract_tar(archive: str | PathLike[str], dest: str | PathLike[str], *, progress: bool | None = None) -> ExtractedArchive:
+def extract_tar(
+    archive: str | PathLike[str], dest: str | PathLike[str], *, progress: bool | None = None
+) -> ExtractedArchive:
     """Extract a (gzipped) tar into ``dest``, refusing members that would land outside it.
 
     The archive is streamed (constant memory, one pass) into a hidden staging folder inside
@@ -313,11 +315,13 @@ def download_swan_sf(
             warnings.warn(f"{file.filename}: the dataset publishes no checksum; only its size is checked.",
                           FlareseqWarning, stacklevel=2)
         dest.mkdir(parents=True, exist_ok=True)
+        # Fail before hours of transfer, not after: the missing bytes must fit.
+        have = sum(p.stat().st_size for p in (dest / file.filename, dest / f"{file.filename}.part") if p.exists())
         free = shutil.disk_usage(dest).free
-        if file.size is not None and free < file.size:
+        if file.size is not None and free < file.size - have:
             raise DownloadError(
-                f"{file.filename} needs {file.size:,} bytes (and as much again to extract) but {dest} has "
-                f"{free:,} free. Free some space or choose another --dest."
+                f"{file.filename} needs {file.size - have:,} more bytes (and about as much again to "
+                f"extract) but {dest} has {free:,} free. Free some space or choose another --dest."
             )
         archive = download_file(
             file.access_url(base), dest / file.filename, checksum=file.checksum, size=file.size,

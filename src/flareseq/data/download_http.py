@@ -86,9 +86,10 @@ class _Transient(Exception):
 class _PartFile:
     """The ``.part`` file and a running hash of exactly the bytes it holds."""
 
-    def __init__(self, path: Path, algorithm: str | None) -> None:
+    def __init__(self, path: Path, algorithm: str | None, total: int | None) -> None:
         self.path = path
         self.algorithm = algorithm
+        self.total = total  # the whole file's size, once the publisher or the server said it
         self.size = path.stat().st_size if path.exists() else 0
         self._hasher = None
         self._synced = False  # a resumed prefix is hashed lazily, once: it costs a full read
@@ -122,7 +123,13 @@ class _PartFile:
         received = 0
         with open(self.path, "ab") as fh:
             while chunk := response.read(chunk_size):
-                fh.write(chunk)
+                try:
+                    fh.write(chunk)
+                except OSError as exc:  # a full disk is not a network hiccup: do not retry
+                    raise DownloadError(
+                        f"cannot write {self.path}: {exc.strerror or exc}. Free some space (or choose "
+                        f"another destination) and run again to resume."
+                    ) from None
                 self._update(chunk)
                 received += len(chunk)
                 bar.update(len(chunk))
@@ -171,13 +178,15 @@ def download_file(
     from tqdm.auto import tqdm
 
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise DownloadError(f"{url!r} is not a valid download URL; expected one starting with http:// or https://.")
+        raise DownloadError(
+            f"{url!r} is not a valid download URL; expected one starting with http:// or https://."
+        )
     dest = Path(dest)
     if dest.exists():
         _check_existing(dest, url, checksum)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = _PartFile(dest.with_name(dest.name + PART_SUFFIX), checksum.hashlib_name if checksum else None)
+    part = _PartFile(dest.with_name(dest.name + PART_SUFFIX), checksum.hashlib_name if checksum else None, size)
     failures = 0
     with tqdm(
         total=size, initial=part.size, unit="B", unit_scale=True, unit_divisor=1024,
@@ -185,7 +194,7 @@ def download_file(
     ) as bar:
         while True:
             try:
-                size = _attempt(url, part, size, timeout, chunk_size, bar)
+                _attempt(url, part, timeout, chunk_size, bar)
                 break
             except _Transient as exc:
                 failures = 0 if exc.progressed else failures + 1
@@ -196,7 +205,7 @@ def download_file(
                         f"{part.path}; run the same command again to resume."
                     ) from None
                 time.sleep(min(backoff * 2 ** max(failures - 1, 0), MAX_BACKOFF_S))
-    _verify(part, dest, url, size, checksum)
+    _verify(part, dest, url, checksum)
     os.replace(part.path, dest)  # atomic on one file system: no half file under the final name
     return dest
 
@@ -213,13 +222,14 @@ def _check_existing(dest: Path, url: str, checksum: Checksum | None) -> None:
         )
 
 
-def _attempt(url: str, part: _PartFile, size: int | None, timeout: float, chunk_size: int, bar) -> int | None:
-    """One request for the missing bytes; returns the total size once the part is whole."""
+def _attempt(url: str, part: _PartFile, timeout: float, chunk_size: int, bar) -> None:
+    """One request for the missing bytes; returns when the part file is whole."""
+    size = part.total
     if size is not None and part.size > size:
         part.truncate()  # longer than the published file: cannot be a prefix of it
     offset = part.size
     if size is not None and offset == size:
-        return size  # already complete on disk (e.g. interrupted between transfer and rename)
+        return  # already complete on disk (e.g. interrupted between transfer and rename)
     request = urllib.request.Request(url, headers={"User-Agent": _user_agent(), "Accept-Encoding": "identity"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
@@ -230,14 +240,17 @@ def _attempt(url: str, part: _PartFile, size: int | None, timeout: float, chunk_
         if exc.code == 416 and offset:
             total = _range_total(exc.headers.get("Content-Range"))
             if total == offset:
-                return offset  # the part already holds the whole file
+                part.total = total
+                return  # the part already holds the whole file
             part.truncate()
             bar.reset(total=size)
-            raise _Transient(f"the server refused to resume at byte {offset:,} (HTTP 416); starting over") from None
+            raise _Transient(f"the server refused to resume at byte {offset:,} (HTTP 416); restarting") from None
         if exc.code in RETRY_STATUSES:
             raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
         hint = " Check the URL (and --base-url)." if exc.code == 404 else ""
-        raise DownloadError(f"{url}: expected the file, the server answered HTTP {exc.code} {exc.reason}.{hint}") from None
+        raise DownloadError(
+            f"{url}: expected the file, the server answered HTTP {exc.code} {exc.reason}.{hint}"
+        ) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise _Transient(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
 
@@ -259,18 +272,21 @@ def _attempt(url: str, part: _PartFile, size: int | None, timeout: float, chunk_
         else:
             raise DownloadError(f"{url}: expected HTTP 200 or 206, the server answered {response.status}.")
         if size is None and total is not None:
-            size = total
-            bar.total = size
+            part.total = total
+            bar.total = total
             bar.refresh()
         start_size = part.size
         try:
             received = part.append(response, chunk_size, bar)
         except (OSError, http.client.HTTPException) as exc:
             got = part.size - start_size
-            raise _Transient(f"connection lost after {got:,} bytes ({type(exc).__name__})", progressed=got > 0) from None
+            raise _Transient(
+                f"connection lost after {got:,} bytes ({type(exc).__name__})", progressed=got > 0
+            ) from None
     if length is not None and received < int(length):
-        raise _Transient(f"connection closed after {received:,} of {int(length):,} bytes", progressed=received > 0)
-    return size if size is not None else part.size
+        raise _Transient(
+            f"connection closed after {received:,} of {int(length):,} bytes", progressed=received > 0
+        )
 
 
 def _range_start(header: str | None) -> int | None:
@@ -283,7 +299,8 @@ def _range_total(header: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _verify(part: _PartFile, dest: Path, url: str, size: int | None, checksum: Checksum | None) -> None:
+def _verify(part: _PartFile, dest: Path, url: str, checksum: Checksum | None) -> None:
+    size = part.total
     if size is not None and part.size != size:
         found = part.size
         part.path.unlink(missing_ok=True)

@@ -91,7 +91,9 @@ def find_kaggle_credentials(environ: Mapping[str, str] | None = None, home: str 
     )
 
 
-def extract_zip(archive: str | PathLike[str], dest: str | PathLike[str], *, progress: bool | None = None) -> list[Path]:
+def extract_zip(
+    archive: str | PathLike[str], dest: str | PathLike[str], *, progress: bool | None = None
+) -> list[Path]:
     """Extract a zip into ``dest``, refusing members that would land outside it.
 
     Each member is written to ``<name>.part`` and renamed when whole (zipfile checks its
@@ -133,7 +135,9 @@ def extract_zip(archive: str | PathLike[str], dest: str | PathLike[str], *, prog
     return written
 
 
-def unpack_kaggle_archives(dest: str | PathLike[str], *, keep_archives: bool = False, progress: bool | None = None) -> None:
+def unpack_kaggle_archives(
+    dest: str | PathLike[str], *, keep_archives: bool = False, progress: bool | None = None
+) -> None:
     """Unzip every zip under ``dest``, including zips inside zips (Kaggle zips large files
     one by one, and the competition bundle is itself a zip); delete each once extracted
     unless ``keep_archives``."""
