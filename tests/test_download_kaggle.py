@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -177,3 +178,27 @@ def test_cli_without_credentials_explains_and_never_imports_the_client(tmp_path)
     assert str(tmp_path / "cfg" / "kaggle.json") in run.stderr
     assert "client not imported" in run.stdout
     assert not (tmp_path / "k").exists() and not (tmp_path / "cfg").exists()
+
+
+@pytest.mark.parametrize(
+    "status, match",
+    [
+        (403, r"\(HTTP 403\): Kaggle refused access: accept the competition's rules at "
+              r"https://www\.kaggle\.com/competitions/bigdata2019-flare-prediction/rules"),
+        (401, r"\(HTTP 401\): Kaggle rejected the credentials"),
+        (404, r"\(HTTP 404\): there is no competition 'bigdata2019-flare-prediction'"),
+        (500, r"with the Kaggle client failed: HTTPError: 500 Server Error"),
+    ],
+)
+def test_client_http_errors_become_messages_with_the_fix(status, match):
+    requests = pytest.importorskip("requests")  # the Kaggle client's HTTP library
+    from flareseq.data.download_kaggle import _client_error
+
+    response = requests.Response()
+    response.status_code, response.url, response.reason = status, "https://api.kaggle.com/v1/x", "Server Error"
+    try:
+        response.raise_for_status()
+    except requests.HTTPError as exc:
+        error = _client_error(exc, KAGGLE_COMPETITION)
+    assert isinstance(error, DownloadError)
+    assert re.search(match, str(error)), str(error)
