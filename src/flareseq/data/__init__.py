@@ -1,1 +1,130 @@
-"""Reading flare MVTS data: one module per source, a columnar store, and a dispatcher."""
+"""Reading flare MVTS data: one module per source, a columnar store, and a dispatcher.
+
+:func:`load_dataset` reads any supported input into a :class:`~flareseq.FlareDataset`;
+:func:`~flareseq.data.ingest.ingest` turns inputs into a store; the per-source readers
+(:mod:`.kaggle`, :mod:`.swansf`, :mod:`.store`) also stream batches.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+
+from ..dataset import FlareDataset, concat_datasets
+from ..errors import UnsupportedInputError
+
+SUPPORTED = (
+    "a store directory (from `flareseq ingest`), a Kaggle BigData Cup JSON-lines file "
+    "(.json/.jsonl/.ndjson, optionally .gz, or a .zip of them), or a SWAN-SF directory, "
+    "sample file or archive (.tar/.tar.gz/.tgz/.zip)"
+)
+
+__all__ = ["SUPPORTED", "detect_format", "ingest", "load_dataset", "read_store", "synthetic_dataset"]
+
+
+def detect_format(path: str | PathLike[str]) -> str:
+    """``"store"``, ``"kaggle"`` or ``"swansf"`` for ``path``; :class:`UnsupportedInputError`
+    (naming what was found and what is supported) for anything else."""
+    from .kaggle import is_kaggle_path
+    from .store import is_store
+    from .swansf import NAME_PATTERN
+
+    path = Path(path)
+    if not path.exists():
+        raise UnsupportedInputError(f"{path}: expected {SUPPORTED}; found nothing at this path.")
+    if path.is_dir():
+        if is_store(path):
+            return "store"
+        if any(path.rglob("*.csv")):
+            return "swansf"
+        raise UnsupportedInputError(f"{path}: expected {SUPPORTED}; found a directory with neither "
+                                    "manifest.json nor .csv sample files.")
+    name = path.name.lower()
+    if is_kaggle_path(path):
+        return "kaggle"
+    if name.endswith(".zip"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = [n.lower() for n in archive.namelist()]
+        except zipfile.BadZipFile:
+            raise UnsupportedInputError(f"{path}: expected a zip archive, found a damaged or non-zip file.") from None
+        if any(n.endswith((".json", ".jsonl", ".ndjson")) for n in names):
+            return "kaggle"
+        if any(n.endswith(".csv") for n in names):
+            return "swansf"
+        raise UnsupportedInputError(f"{path}: expected {SUPPORTED}; found a zip without .json/.jsonl or .csv members.")
+    if name.endswith((".tar", ".tar.gz", ".tgz")):
+        return "swansf"
+    if name.endswith(".csv") and NAME_PATTERN.match(path.name):
+        return "swansf"
+    with path.open("rb") as handle:
+        head = handle.read(64).lstrip()
+    if head.startswith(b"{"):
+        return "kaggle"  # JSON lines under another suffix
+    found = "an empty file" if not head else f"a file starting {head[:24]!r}"
+    hint = (" For a table of keyword time series (one row per region and time), use flareseq.data.table."
+            if name.endswith((".csv", ".tsv")) else "")
+    raise UnsupportedInputError(f"{path}: expected {SUPPORTED}; found {found}.{hint}")
+
+
+def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
+                 folds: Sequence[int] | None = None, on_error: str = "raise", progress: bool | None = None,
+                 skips=None, aux: bool = True) -> FlareDataset:
+    """Read any supported input (or several, concatenated in order) into memory.
+
+    Parameters
+    ----------
+    path : a store, a Kaggle JSON-lines file or archive, or a SWAN-SF directory/archive/file.
+    folds : keep only samples of these folds (SWAN-SF: partitions); read selectively from a store.
+    on_error : ``"raise"`` or ``"skip"`` for bad records in files (see :mod:`.skips`).
+    skips : a :class:`~flareseq.data.skips.SkipLog` that receives skipped records.
+    """
+    if not isinstance(path, (str, PathLike)):
+        parts = [load_dataset(p, folds=folds, on_error=on_error, progress=progress, skips=skips, aux=aux)
+                 for p in path]
+        if not parts:
+            raise UnsupportedInputError(f"no input given; expected {SUPPORTED}.")
+        return concat_datasets(parts)
+    fmt = detect_format(path)
+    if fmt == "store":
+        from .store import read_store
+
+        return read_store(path, folds=folds, aux=aux)
+    if fmt == "kaggle":
+        from .kaggle import read_kaggle
+
+        dataset = read_kaggle(path, on_error=on_error, progress=progress, skips=skips)
+    elif Path(path).is_file() and Path(path).suffix.lower() == ".csv":
+        from .swansf import parse_sample, _to_dataset
+
+        sample = parse_sample(Path(path).read_text(), path=str(path), name=Path(path).name)
+        dataset = _to_dataset([sample], Path(path).parent.name, sample.X.shape[0])
+    else:
+        from .swansf import read_swansf
+
+        dataset = read_swansf(path, on_error=on_error, progress=progress, skips=skips)
+    if not aux and dataset.aux:
+        dataset = FlareDataset(X=dataset.X, y=dataset.y, ids=dataset.ids, feature_names=dataset.feature_names,
+                               meta=dataset.meta)
+    if folds is not None:
+        dataset = dataset.subset(dataset.meta["fold"].isin([int(f) for f in folds]).fillna(False).to_numpy(bool))
+    return dataset
+
+
+def __getattr__(name: str):
+    # Lazy, so that `import flareseq.data` stays cheap.
+    if name == "ingest":
+        from .ingest import ingest
+
+        return ingest
+    if name == "read_store":
+        from .store import read_store
+
+        return read_store
+    if name == "synthetic_dataset":
+        from .synthetic import synthetic_dataset
+
+        return synthetic_dataset
+    raise AttributeError(f"module 'flareseq.data' has no attribute {name!r}")

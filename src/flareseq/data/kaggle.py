@@ -194,7 +194,7 @@ def parse_kaggle_chunk(data: bytes, *, path: str, on_error: str = "raise", n_tim
         except DataFormatError:
             layout = None
         if layout is not None:
-            result = parse_chunk_fast(data, layout)
+            result = parse_chunk_fast(data, layout, n_lines=n_lines)
             if result is not None:
                 n = len(result.ids)
                 return ParsedChunk(

@@ -118,15 +118,16 @@ class FastResult:
     X: np.ndarray  # float32 (n, T, F)
 
 
-def parse_chunk_fast(data: bytes, layout: FastLayout) -> FastResult | None:
-    """Parse whole lines ``data`` (ending in a newline) if every line has ``layout``;
-    ``None`` means "use the strict parser for this chunk"."""
+def parse_chunk_fast(data: bytes, layout: FastLayout, n_lines: int | None = None) -> FastResult | None:
+    """Parse whole lines ``data`` if every line has ``layout`` (``n_lines``: the number of
+    lines, when the caller has counted them); ``None`` means "use the strict parser"."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     if not data.endswith(b"\n"):
         data += b"\n"
-    n_lines = data.count(b"\n")
+    if n_lines is None:
+        n_lines = data.count(b"\n")
     # 1. structure (blank lines, stray quotes, missing braces and spaces inside numbers all
     # change the skeleton)
     if data.translate(None, _SKELETON_DELETE) != layout.skeleton * n_lines:

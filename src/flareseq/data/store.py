@@ -141,9 +141,11 @@ def dataset_to_table(dataset: FlareDataset, schema):
         if not field.name.startswith(AUX_PREFIX):
             continue
         values = dataset.aux.get(field.name[len(AUX_PREFIX):])
-        if values is None:
-            columns[field.name] = pa.nulls(n, field.type)
-        elif pa.types.is_floating(field.type.value_type):
+        if values is None:  # a source without this side series: all missing (not null lists,
+            # which Parquet does not round-trip for fixed-size lists)
+            values = np.full((n, T), np.nan) if pa.types.is_floating(field.type.value_type) else np.full(
+                (n, T), None, dtype=object)
+        if pa.types.is_floating(field.type.value_type):
             columns[field.name] = pa.FixedSizeListArray.from_arrays(
                 pa.array(np.asarray(values, np.float64).reshape(-1)), T)
         else:
@@ -449,15 +451,10 @@ def table_to_dataset(table, feature_names: Sequence[str], n_timesteps: int, *, a
                 column = table.column(field.name).combine_chunks()
                 if str(field.type.value_type) == "double":
                     values = column.flatten().to_numpy(zero_copy_only=False)
-                    if column.null_count:  # whole rows absent (a source without this series)
-                        full = np.full(n * T, np.nan)
-                        full[np.repeat(column.is_valid().to_numpy(zero_copy_only=False), T)] = values
-                        values = full
-                    side[field.name[len(AUX_PREFIX):]] = values.reshape(n, T)
+                    side[field.name[len(AUX_PREFIX):]] = values.astype(np.float64).reshape(n, T)
                 else:
-                    rows = column.to_pylist()
-                    side[field.name[len(AUX_PREFIX):]] = np.array(
-                        [r if r is not None else [None] * T for r in rows], dtype=object).reshape(n, T)
+                    values = np.array(column.flatten().to_pylist(), dtype=object)
+                    side[field.name[len(AUX_PREFIX):]] = values.reshape(n, T)
     y = None if n and (labels == UNLABELLED).all() else labels
     return FlareDataset(X=X, y=y, ids=np.asarray(table.column("id").to_numpy(zero_copy_only=False)).astype(str),
                         feature_names=tuple(feature_names), meta=meta, aux=side)

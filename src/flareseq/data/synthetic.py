@@ -77,7 +77,7 @@ assert tuple(_PARAMETERS) == KAGGLE_PARAMETERS
 _WEIGHTS = np.array([0.8, 1.0, 0.6, 0.75])
 _THRESHOLD = 0.9945 * float(np.sqrt((_WEIGHTS**2).sum()))
 _GROWTH = {"flux": 0.12, "helicity": 0.25}  # ln change over the window per unit of growth
-_MISSING_RATE = 5e-4
+_MISSING_RATE = 1e-4
 _EMPTY_STEP_RATE = 0.02
 
 

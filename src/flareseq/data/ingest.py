@@ -1,0 +1,266 @@
+"""Ingestion: inputs of any supported format into one columnar store, in parallel.
+
+Kaggle JSON lines are cut into chunks of whole lines that worker processes parse (an
+uncompressed file is split into byte ranges that each worker reads itself, so the parent
+never touches the bulk of the bytes; a compressed stream is decompressed by the parent and
+handed out in chunks). Results are taken back in input order, so sample order, ids and
+line numbers are those of the input. Each chunk's line count rebases the next chunk's line
+numbers, so errors name the true line. At most ``2 x workers`` chunks are in flight, which
+bounds memory whatever the file size.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from os import PathLike
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS
+from .kaggle import (
+    DEFAULT_CHUNK_BYTES,
+    ByteSource,
+    DuplicateIdFilter,
+    ParsedChunk,
+    _progress_disabled,
+    empty_file_error,
+    iter_line_chunks,
+    kaggle_sources,
+    parse_kaggle_chunk,
+)
+from .skips import SkipLog, check_on_error
+from .store import StoreWriter
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did: the store's manifest, the skipped records and the speed
+    (``input_bytes`` counts the bytes parsed: decompressed bytes for a compressed input)."""
+
+    path: Path
+    manifest: dict
+    skips: SkipLog
+    seconds: float
+    input_bytes: int
+    workers: int
+    fast_chunks: int = 0
+    strict_chunks: int = 0
+    sources: list = field(default_factory=list)
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.input_bytes / 1e6 / self.seconds if self.seconds > 0 else float("nan")
+
+    def summary(self) -> str:
+        c = self.manifest["counts"]
+        lines = [
+            f"store {self.path}: {c['n_samples']} samples ({c['n_positive']} positive, {c['n_negative']} negative, "
+            f"{c['n_unlabelled']} unlabelled), {c['n_missing_values']} missing values",
+            f"read {self.input_bytes / 1e6:.1f} MB in {self.seconds:.1f} s ({self.mb_per_s:.0f} MB/s, "
+            f"{self.workers} worker(s))",
+            f"content hash {self.manifest['content_hash']}",
+        ]
+        for s in self.manifest["sources"]:
+            lines.append(f"  {s['path']}: {s['n_read']} read, {s['n_skipped']} skipped of {s['n_records']} records")
+        lines.append(self.skips.summary())
+        if len(self.skips):
+            lines.append(f"skipped records listed in {self.path / 'skipped.tsv'}")
+        return "\n".join(lines)
+
+
+def default_workers() -> int:
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def ingest(
+    inputs: str | PathLike[str] | Sequence[str | PathLike[str]],
+    out: str | PathLike[str],
+    *,
+    on_error: str = "raise",
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    n_timesteps: int = N_KAGGLE_TIMESTEPS,
+) -> IngestReport:
+    """Read every input (Kaggle JSON lines, SWAN-SF directories or archives, stores) into a
+    new store at ``out``.
+
+    Parameters
+    ----------
+    on_error : ``"raise"`` stops at the first bad record (and leaves no store);
+        ``"skip"`` skips bad records, lists them in ``out/skipped.tsv`` and counts them in
+        the manifest.
+    workers : worker processes for Kaggle files (default: the usable cores, at most 8).
+    """
+    from . import detect_format
+    from .store import iter_store_batches, read_manifest
+    from .swansf import iter_swansf_batches
+
+    check_on_error(on_error)
+    paths = [Path(inputs)] if isinstance(inputs, (str, PathLike)) else [Path(p) for p in inputs]
+    if not paths:
+        raise ConfigError("nothing to ingest: give at least one input path.")
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}.")
+    formats = [detect_format(p) for p in paths]  # fail on an unknown input before any work
+    feature_names, steps = KAGGLE_PARAMETERS, n_timesteps
+    for p, fmt in zip(paths, formats):
+        if fmt == "store":
+            m = read_manifest(p)
+            feature_names, steps = tuple(m["feature_names"]), m["n_timesteps"]
+    started = time.perf_counter()
+    skips = SkipLog()
+    report = IngestReport(Path(out), {}, skips, 0.0, 0, workers)
+    pool = _Pool(workers, chunk_bytes)
+    try:
+        with StoreWriter(out, feature_names=feature_names, n_timesteps=steps, overwrite=overwrite) as writer:
+            for path, fmt in zip(paths, formats):
+                writer.new_part()
+                if fmt == "kaggle":
+                    for source in kaggle_sources(path):
+                        info = _ingest_kaggle(source, writer, pool, on_error, skips, n_timesteps, progress, report)
+                        writer.add_source(info)
+                elif fmt == "swansf":
+                    counts: dict = {}
+                    before = len(skips)
+                    for batch in iter_swansf_batches(path, on_error=on_error, skips=skips, n_timesteps=n_timesteps,
+                                                     progress=progress, counts=counts):
+                        writer.write(batch)
+                    report.input_bytes += _size(path)
+                    writer.add_source({"path": str(path), "format": "swansf", "n_records": counts["n_records"],
+                                       "n_read": counts["n_read"], "n_skipped": len(skips) - before})
+                else:
+                    n = 0
+                    for batch in iter_store_batches(path, aux=True):
+                        writer.write(batch)
+                        n += batch.n_samples
+                    report.input_bytes += _size(path)
+                    writer.add_source({"path": str(path), "format": "store", "n_records": n, "n_read": n,
+                                       "n_skipped": 0})
+            writer.add_skipped(skips)
+        report.manifest = read_manifest(out)
+    finally:
+        pool.shutdown()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+# -- Kaggle, in parallel -------------------------------------------------------------------------
+def _ingest_kaggle(source: ByteSource, writer: StoreWriter, pool: _Pool, on_error: str, skips: SkipLog,
+                   n_timesteps: int, progress: bool | None, report: IngestReport) -> dict:
+    from tqdm.auto import tqdm
+
+    label = Path(source.name).name
+    duplicates = DuplicateIdFilter(source.name)
+    offset = n_records = n_blank = n_read = n_skipped = 0
+    # progress in bytes parsed: the file size for a plain file, unknown for a compressed stream
+    with tqdm(total=source.size if source.plain_path else None, unit="B", unit_scale=True, desc=f"ingesting {label}",
+              disable=_progress_disabled(progress), leave=False) as bar:
+        for chunk, n_bytes in pool.parse(source, on_error, n_timesteps):
+            chunk = chunk.rebase(offset)
+            offset += chunk.n_lines
+            if chunk.error is not None:
+                raise chunk.error
+            chunk = duplicates.apply(chunk, on_error)
+            skips.extend(chunk.skipped)
+            n_records += chunk.n_lines - chunk.n_blank
+            n_blank += chunk.n_blank
+            n_read += chunk.n_samples
+            n_skipped += len(chunk.skipped)
+            report.fast_chunks += chunk.fast
+            report.strict_chunks += not chunk.fast
+            writer.write(chunk.to_dataset(label))
+            bar.update(n_bytes)
+            report.input_bytes += n_bytes
+    if n_records == 0:
+        raise empty_file_error(source.name)
+    return {"path": source.name, "format": "kaggle", "n_records": n_records, "n_read": n_read,
+            "n_skipped": n_skipped, "n_blank_lines": n_blank}
+
+
+class _Pool:
+    """Worker processes (started on first use) that parse chunks, results in input order."""
+
+    def __init__(self, workers: int, chunk_bytes: int) -> None:
+        self.workers = workers
+        self.chunk_bytes = chunk_bytes
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _get(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            # spawn, not fork: the parent may hold Arrow/torch threads that fork would copy mid-state
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+        return self._executor
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def parse(self, source: ByteSource, on_error: str, n_timesteps: int):
+        """Yield ``(ParsedChunk, bytes consumed)`` in input order."""
+        size = source.size
+        if self.workers == 1 or (source.plain_path is not None and size <= self.chunk_bytes):
+            with source.open() as stream:
+                for data in iter_line_chunks(stream, self.chunk_bytes):
+                    yield parse_kaggle_chunk(data, path=source.name, on_error=on_error, n_timesteps=n_timesteps), len(data)
+            return
+        executor = self._get()
+        window: deque[tuple[Future, int]] = deque()
+        limit = 2 * self.workers
+        if source.plain_path is not None:
+            ranges = [(start, min(start + self.chunk_bytes, size)) for start in range(0, size, self.chunk_bytes)]
+            tasks = ((executor.submit(_parse_range, str(source.plain_path), a, b, source.name, on_error, n_timesteps),
+                      b - a) for a, b in ranges)
+        else:
+            def compressed_tasks():
+                with source.open() as stream:
+                    for data in iter_line_chunks(stream, self.chunk_bytes):
+                        yield executor.submit(_parse_bytes, data, source.name, on_error, n_timesteps), len(data)
+            tasks = compressed_tasks()
+        try:
+            for task in tasks:
+                window.append(task)
+                if len(window) >= limit:
+                    future, n_bytes = window.popleft()
+                    yield future.result(), n_bytes
+            while window:
+                future, n_bytes = window.popleft()
+                yield future.result(), n_bytes
+        finally:
+            for future, _ in window:
+                future.cancel()
+
+
+def _parse_bytes(data: bytes, name: str, on_error: str, n_timesteps: int) -> ParsedChunk:
+    return parse_kaggle_chunk(data, path=name, on_error=on_error, n_timesteps=n_timesteps)
+
+
+def _parse_range(path: str, start: int, end: int, name: str, on_error: str, n_timesteps: int) -> ParsedChunk:
+    """Parse the lines that *start* in ``[start, end)`` of a plain file."""
+    with open(path, "rb") as handle:
+        if start > 0:
+            handle.seek(start - 1)
+            handle.readline()  # the rest of the line that started before `start` (or just its newline)
+        first = handle.tell()
+        if first >= end:
+            data = b""
+        else:
+            data = handle.read(end - first)
+            if data and not data.endswith(b"\n"):
+                data += handle.readline()
+    return parse_kaggle_chunk(data, path=name, on_error=on_error, n_timesteps=n_timesteps)
