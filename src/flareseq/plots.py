@@ -350,8 +350,9 @@ def plot_run_comparison(table: pd.DataFrame, *, pcc: float | None = None, ax: Ax
     if is_baseline.any():
         from matplotlib.patches import Patch
 
-        ax.add_artist(ax.legend(handles=[Patch(facecolor=BASELINE_COLOR, hatch=BASELINE_HATCH, edgecolor="k",
-                                               label="baseline")], **{**_OUTSIDE, "loc": "lower left", "bbox_to_anchor": (1.01, 0.0)}))
+        # A second legend (add_artist keeps it when the main one is drawn) keys the baseline style.
+        marker = Patch(facecolor=BASELINE_COLOR, hatch=BASELINE_HATCH, edgecolor="k", label="baseline")
+        ax.add_artist(ax.legend(handles=[marker], **{**_OUTSIDE, "loc": "lower left", "bbox_to_anchor": (1.01, 0.0)}))
     ax.legend(**_OUTSIDE)
     low = np.nanmin(np.r_[runs["tss"].to_numpy(float), runs["hss2"].to_numpy(float), 0.0])
     ax.set_ylim(min(-0.1, low - 0.1), 1.05)

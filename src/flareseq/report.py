@@ -64,10 +64,13 @@ class _Paragraph:
 
 # --------------------------------------------------------------------------- input handling
 
+_BOOLEAN_STRINGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _truthy(value) -> bool | None:
     # MLflow hands tags and params back as strings, so "True"/"false" must read as booleans.
     if isinstance(value, str):
-        return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(value.strip().lower())
+        return _BOOLEAN_STRINGS.get(value.strip().lower())
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return None
     return bool(value)
@@ -78,7 +81,7 @@ def _normalise(runs) -> pd.DataFrame:
     df = pd.DataFrame(runs).reset_index(drop=True).copy()
     for column in ("run_id", "name", "architecture", "config", "threshold_metric"):
         df[column] = df[column].astype(object).where(df[column].notna(), "") if column in df else ""
-    df["name"] = [name or run_id or f"run {i + 1}" for i, (name, run_id) in enumerate(zip(df["name"], df["run_id"]))]
+    df["name"] = [str(name) or str(run_id) or f"run {i + 1}" for i, (name, run_id) in enumerate(zip(df["name"], df["run_id"]))]
     df["kind"] = df["kind"].fillna("model").astype(str).str.lower() if "kind" in df else "model"
     # A run without a status column is taken as finished: its metrics say whether it produced any.
     df["status"] = df["status"].fillna("FINISHED").astype(str).str.upper() if "status" in df else "FINISHED"
