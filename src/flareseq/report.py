@@ -81,7 +81,8 @@ def _normalise(runs) -> pd.DataFrame:
     df = pd.DataFrame(runs).reset_index(drop=True).copy()
     for column in ("run_id", "name", "architecture", "config", "threshold_metric"):
         df[column] = df[column].astype(object).where(df[column].notna(), "") if column in df else ""
-    df["name"] = [str(name) or str(run_id) or f"run {i + 1}" for i, (name, run_id) in enumerate(zip(df["name"], df["run_id"]))]
+    names = zip(df["name"].astype(str), df["run_id"].astype(str))
+    df["name"] = [name or run_id or f"run {i + 1}" for i, (name, run_id) in enumerate(names)]
     df["kind"] = df["kind"].fillna("model").astype(str).str.lower() if "kind" in df else "model"
     # A run without a status column is taken as finished: its metrics say whether it produced any.
     df["status"] = df["status"].fillna("FINISHED").astype(str).str.upper() if "status" in df else "FINISHED"
