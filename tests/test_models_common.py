@@ -10,6 +10,17 @@ from flareseq.errors import FlareseqError
 from flareseq.estimator import FlareClassifier
 from flareseq.models import MODELS, count_unique_parameters
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Tiny tensors gain nothing from threads, and under `pytest -n 2` on two shared cores
+    # two OpenMP pools per worker spin against each other (10x slower).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 N_FEATURES = 5
 NAMES = list(MODELS)
 TIED = [name for name, spec in MODELS.items() if spec.is_tied]

@@ -211,8 +211,8 @@ def train_model(
 
     The caller seeds torch (weights, dropout masks); ``random_state`` drives the batch order.
     Returns the per-epoch history (``loss, accuracy, recall, precision, tss, hss2`` and the
-    same with ``val_``), plus ``seconds`` and ``data_seconds`` (time spent gathering and
-    copying batches: the loader's share).
+    same with ``val_``), plus ``samples`` (training samples seen), ``seconds`` and
+    ``data_seconds`` (time spent gathering and copying batches: the loader's share).
     """
     device = torch.device(device)
     has_val = X_val is not None and y_val is not None and len(X_val) > 0
@@ -275,6 +275,7 @@ def train_model(
             val_loss = F.binary_cross_entropy_with_logits(
                 torch.from_numpy(val_logits), torch.from_numpy(y_val.astype(np.float32))).item()
             row.update({f"val_{k}": v for k, v in _epoch_scores(y_val, _sigmoid(val_logits), val_loss).items()})
+        row["samples"] = n_seen
         row["seconds"] = time.perf_counter() - t_epoch
         row["data_seconds"] = data_seconds
         for key, value in row.items():
