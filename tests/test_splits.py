@@ -144,6 +144,8 @@ def test_split_from_config():
     data = make_data()
     split = split_from_config(data, {"method": "fold", "test_folds": [3], "validation_share": 0.2})
     assert set(data.meta["fold"].iloc[split.test]) == {3}
+    regions = split_from_config(data, {"method": "regions", "test_share": 0.25, "random_state": 1})
+    assert regions.method == "region" and regions.region_disjoint
     with pytest.raises(ConfigError, match=r"unknown option\(s\) \['test_fold'\].*valid options are \['test_folds'"):
         split_from_config(data, {"method": "fold", "test_fold": 3})
     with pytest.raises(ConfigError, match=r"must be one of \['fold', 'region', 'time', 'random'\]"):

@@ -362,6 +362,7 @@ def split_from_config(data: Data, options: Mapping[str, Any]) -> Split:
     methods = {"fold": split_by_fold, "region": split_by_region, "time": split_by_time, "random": random_split}
     options = dict(options)
     method = options.pop("method", None)
+    method = {"folds": "fold", "regions": "region"}.get(method, method)  # plural spellings, as in DataConfig
     if method not in methods:
         raise ConfigError(f"split method must be one of {list(methods)}, got {method!r}.")
     function = methods[method]

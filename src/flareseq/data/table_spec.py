@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -189,6 +192,37 @@ class TableSpec:
     def to_dict(self) -> dict[str, Any]:
         """The options as plain values (lists for tuples), e.g. for ``config.json``."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def load_table_spec(path: str | PathLike[str]) -> tuple[list[str], TableSpec]:
+    """The input paths and the :class:`TableSpec` of a TOML file.
+
+    The options are the file's ``[data]`` section if it has one, else its top level; a
+    ``paths`` list (relative paths are taken from the file's folder) and ``format = "table"``
+    may sit beside them.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"table spec file {str(path)!r} does not exist.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}).") from None
+    options = dict(document.get("data", document))
+    fmt = options.pop("format", "table")
+    if fmt != "table":
+        raise ConfigError(f"{path}: format is {fmt!r}; a table spec has format = \"table\" (or none).")
+    paths = options.pop("paths", [])
+    if isinstance(paths, str):
+        paths = [paths]
+    paths = [p if Path(p).is_absolute() else str(path.parent / p) for p in paths]
+    if isinstance(options.get("catalogue"), str) and not Path(options["catalogue"]).is_absolute():
+        options["catalogue"] = str(path.parent / options["catalogue"])
+    try:
+        return paths, TableSpec.from_dict(options)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _is_number(value: object) -> bool:
