@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flareseq.data.catalogue import (
     NO_FLARE,
@@ -147,3 +149,23 @@ def test_label_from_catalogue_sets_y_and_goes_class():
     assert labelled.meta["goes_class"].tolist() == ["X2.2", NO_FLARE, NO_FLARE]
     with pytest.raises(ConfigError, match="match_on='noaa' is not a metadata column"):
         label_from_catalogue(data, catalogue((13.7, "X2.2", "11158")), match_on="noaa")
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    flares=st.lists(st.tuples(st.integers(-30, 60), st.sampled_from(["B5.0", "C9.9", "M1.0", "X2.0"]),
+                              st.sampled_from(["1", "2", "3"])), max_size=12),
+    windows=st.lists(st.tuples(st.integers(-10, 40), st.sampled_from(["1", "2", "3", "2;3", None])),
+                     min_size=1, max_size=12),
+    horizon=st.sampled_from([1, 6, 24]),
+)
+def test_labels_match_a_brute_force_search(flares, windows, horizon):
+    cat = catalogue(*flares) if flares else pd.DataFrame({"start_time": [], "goes_class": [], "noaa_ar": []})
+    ends = [END + pd.Timedelta(hours=h) for h, _ in windows]
+    labels = catalogue_labels([r for _, r in windows], ends, cat, horizon_hours=horizon, min_class="M")
+    for (h, region), y in zip(windows, labels.y):
+        if region is None:
+            assert y == UNLABELLED
+            continue
+        hit = any(r in region.split(";") and h < fh <= h + horizon and c[0] in "MX" for fh, c, r in flares)
+        assert y == int(hit)

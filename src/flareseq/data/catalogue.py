@@ -293,15 +293,21 @@ def catalogue_labels(
     horizon = np.timedelta64(int(round(horizon_hours * 3600e9)), "ns")
 
     # Explode multi-region keys into (window, region) pairs, then look up each pair's flares
-    # as a contiguous run of the catalogue (sorted by region, then start).
+    # as a contiguous run of the catalogue (sorted by region, then start). Keys are parsed
+    # once per distinct key, not once per window.
+    key_codes, keys = pd.factorize(pd.Series(list(regions), dtype=object), use_na_sentinel=True)
+    by_key = np.argsort(key_codes, kind="stable")
+    bounds = np.searchsorted(key_codes[by_key], np.arange(len(keys) + 1))
     pair_window, pair_region = [], []
-    for i, key in enumerate(regions):
+    for u, key in enumerate(keys):
         for token in re.split(r"[;,]", key) if isinstance(key, str) else [key]:
             token = normalise_region(token)
             if token is not None:
-                pair_window.append(i)
-                pair_region.append(token)
-    pair_window = np.asarray(pair_window, dtype=np.int64)
+                members = by_key[bounds[u]:bounds[u + 1]]
+                pair_window.append(members)
+                pair_region.extend([token] * len(members))
+    pair_window = np.concatenate(pair_window) if pair_window else np.array([], dtype=np.int64)
+    pair_window = pair_window.astype(np.int64)
     has_region = np.zeros(n, dtype=bool)
     has_region[pair_window] = True
     cat_regions, cat_first = np.unique(catalogue.region, return_index=True)
@@ -331,7 +337,9 @@ def catalogue_labels(
         np.maximum.at(max_flux, pw[nonempty], run_max)
 
     y = (max_flux >= threshold * (1 - _FLUX_RTOL)).astype(np.int8)
-    goes_class = np.array([flux_to_goes_class(f) if f > 0 else NO_FLARE for f in max_flux], dtype=object)
+    distinct, inverse = np.unique(max_flux, return_inverse=True)
+    names = np.array([flux_to_goes_class(f) if f > 0 else NO_FLARE for f in distinct], dtype=object)
+    goes_class = names[inverse]
     unlabelled = ~has_region
     n_beyond = 0
     if catalogue_end is not None:
