@@ -256,3 +256,19 @@ def test_leaky_override_warns_and_reads(tmp_path):
     frame = table({1: range(4)}).assign(label2=1.0)
     frame.to_csv(tmp_path / "t.csv", index=False)
     assert read_table_windows(tmp_path / "t.csv", leaky, progress=False).feature_names == ("a", "label2")
+
+
+def test_compressed_tab_separated_tables_and_a_time_format(tmp_path):
+    frame = table({1: range(4)})
+    frame["time"] = pd.to_datetime(frame["time"]).dt.strftime("%Y.%m.%d_%H:%M:%S_TAI")  # JSOC style
+    frame.to_csv(tmp_path / "t.tsv.gz", sep="\t", index=False)
+    data = read_table_windows(tmp_path / "t.tsv.gz", spec(time_format="%Y.%m.%d_%H:%M:%S_TAI"), progress=False)
+    assert data.ids.tolist() == ["1@2001-03-01T00:20:00", "1@2001-03-01T00:30:00"]
+    with pytest.raises(DataFormatError, match=r"line 2: field 'time': expected a time in ISO 8601.*_TAI"):
+        read_table_windows(tmp_path / "t.tsv.gz", spec(), progress=False)
+
+
+def test_progress_bars_stay_silent_off_a_terminal(tmp_path, capsys):
+    table({1: range(4)}).to_csv(tmp_path / "t.csv", index=False)
+    assert len(read_table_windows(tmp_path / "t.csv", spec(), progress=True)) == 2
+    assert capsys.readouterr().err == ""

@@ -40,6 +40,7 @@ DROP_REASONS = ("too_short", "irregular", "gap", "nan", "stride")
 _TRUE = {"true", "1", "1.0", "yes", "t", "y"}
 _FALSE = {"false", "0", "0.0", "no", "f", "n"}
 _EMPTY = {"", "nan", "none", "na", "<na>", "null"}
+_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
 _CHUNK = 65_536  # windows gathered per step; bounds the temporary index arrays
 
 PathsArg = str | PathLike[str] | Sequence[str | PathLike[str]] | Mapping[str | PathLike[str], int]
@@ -164,7 +165,7 @@ def _read_rows(files: list[tuple[Path, int | None]], spec: TableSpec, *, progres
     frames = []
     bar = tqdm(files, desc="reading tables", unit="file", disable=None if progress else True, leave=False)
     for file_index, (path, fold) in enumerate(bar):
-        frame = _read_file(path, spec)
+        frame = _read_file(path, spec, progress=progress)
         frame["_file"] = file_index
         if spec.fold_column is None:
             frame["_fold"] = pd.array([fold] * len(frame), dtype="Int64")
@@ -174,14 +175,14 @@ def _read_rows(files: list[tuple[Path, int | None]], spec: TableSpec, *, progres
     return frame
 
 
-def _read_file(path: Path, spec: TableSpec) -> pd.DataFrame:
+def _read_file(path: Path, spec: TableSpec, *, progress: bool = False) -> pd.DataFrame:
     is_parquet = path.suffix.lower() in {".parquet", ".pq"}
     if is_parquet:
         import pyarrow.parquet as pq
 
         header = list(pq.read_schema(path).names)
     else:
-        sep = spec.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+        sep = spec.delimiter or ("\t" if ".tsv" in [x.lower() for x in path.suffixes] else ",")
         try:
             header = list(pd.read_csv(path, sep=sep, nrows=0).columns)
         except pd.errors.EmptyDataError:
@@ -200,7 +201,13 @@ def _read_file(path: Path, spec: TableSpec) -> pd.DataFrame:
     else:
         # Blank lines are kept (as empty rows) so that row i is on line i + 2: errors then
         # point at the real line. Multi-line quoted fields would shift this; tables have none.
-        frame = pd.read_csv(path, sep=sep, usecols=list(spec.columns), skip_blank_lines=False, low_memory=False)
+        # Read through a byte-counting wrapper so a large file shows its progress.
+        compression = _COMPRESSION.get(path.suffix.lower())
+        with path.open("rb") as raw, tqdm.wrapattr(raw, "read", total=path.stat().st_size, desc=f"reading {path.name}",
+                                                  unit="B", unit_scale=True, unit_divisor=1024,
+                                                  disable=None if progress else True, leave=False) as handle:
+            frame = pd.read_csv(handle, sep=sep, usecols=list(spec.columns), skip_blank_lines=False,
+                                low_memory=False, compression=compression)
         frame["_line"] = np.arange(2, len(frame) + 2, dtype=np.int64)
     if frame.empty:
         raise DataFormatError(path, expected="at least one row", found="a header without rows")
