@@ -272,3 +272,8 @@ def test_progress_bars_stay_silent_off_a_terminal(tmp_path, capsys):
     table({1: range(4)}).to_csv(tmp_path / "t.csv", index=False)
     assert len(read_table_windows(tmp_path / "t.csv", spec(), progress=True)) == 2
     assert capsys.readouterr().err == ""
+
+
+def test_empty_text_options_mean_none_as_toml_has_no_null():
+    made = spec(label_column="", fold_pattern="", catalogue="")
+    assert made.label_column is None and made.fold_pattern is None and made.catalogue is None

@@ -33,6 +33,7 @@ CATALOGUE_MATCHES = ("region", "noaa")
 # The last run of digits right before the file's extension(s): smarp_3.csv -> 3,
 # part2.parquet -> 2; a name without one (train.csv) has no fold.
 DEFAULT_FOLD_PATTERN = r"(\d+)(?:\.[A-Za-z]\w*)+$"
+_OPTIONAL_TEXT = ("label_column", "fold_column", "fold_pattern", "noaa_column", "catalogue", "time_format", "delimiter")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,10 @@ class TableSpec:
     delimiter: str | None = None
 
     def __post_init__(self) -> None:
+        # TOML has no null: an empty string stands for "none" in the optional text options.
+        for name in _OPTIONAL_TEXT:
+            if getattr(self, name) == "":
+                object.__setattr__(self, name, None)
         for name in ("region_columns", "features", "leaky_features"):
             value = getattr(self, name)
             if isinstance(value, str) and name == "region_columns":
