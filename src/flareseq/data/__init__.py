@@ -21,7 +21,8 @@ SUPPORTED = (
     "sample file or archive (.tar/.tar.gz/.tgz/.zip)"
 )
 
-__all__ = ["SUPPORTED", "detect_format", "ingest", "load_dataset", "read_store", "synthetic_dataset"]
+__all__ = ["SUPPORTED", "detect_format", "ingest", "load_dataset", "read_store", "summarize_paths",
+           "synthetic_dataset"]
 
 
 def detect_format(path: str | PathLike[str]) -> str:
@@ -111,6 +112,53 @@ def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
     if folds is not None:
         dataset = dataset.subset(dataset.meta["fold"].isin([int(f) for f in folds]).fillna(False).to_numpy(bool))
     return dataset
+
+
+def summarize_path(path: str | PathLike[str], *, on_error: str = "raise", progress: bool | None = None) -> dict:
+    """:func:`flareseq.prep.summarize` figures of one input, plus ``n_negative``; a store is
+    summarised from its manifest, without reading its arrays."""
+    from ..prep import summarize
+
+    if detect_format(path) == "store":
+        from .store import read_manifest
+
+        m = read_manifest(path)
+        c = m["counts"]
+        return _with_pcc({"n_samples": c["n_samples"], "n_positive": c["n_positive"], "n_negative": c["n_negative"],
+                          "n_unlabelled": c["n_unlabelled"], "n_timesteps": m["n_timesteps"],
+                          "n_features": len(m["feature_names"]), "n_missing_values": c["n_missing_values"]})
+    dataset = load_dataset(path, on_error=on_error, progress=progress, aux=False)
+    figures = summarize(dataset)
+    figures["n_negative"] = 0 if dataset.y is None else int((dataset.y == 0).sum())
+    return figures
+
+
+def summarize_paths(paths: Sequence[str | PathLike[str]], *, on_error: str = "raise",
+                    progress: bool | None = None) -> tuple[dict, dict]:
+    """The summed figures of several inputs and each input's own: ``(total, {path: figures})``.
+    Inputs of different lengths or feature counts cannot be added up."""
+    from ..errors import FlareseqError
+
+    per_path = {str(p): summarize_path(p, on_error=on_error, progress=progress) for p in paths}
+    shapes = {(s["n_timesteps"], s["n_features"]) for s in per_path.values()}
+    if len(shapes) > 1:
+        raise FlareseqError(f"cannot add up inputs of different shapes (timesteps, features): {sorted(shapes)}; "
+                            "summarise them separately.")
+    total = {k: sum(s[k] for s in per_path.values())
+             for k in ("n_samples", "n_positive", "n_negative", "n_unlabelled", "n_missing_values")}
+    (total["n_timesteps"], total["n_features"]), = shapes
+    return _with_pcc(total), per_path
+
+
+def _with_pcc(figures: dict) -> dict:
+    labelled = figures["n_positive"] + figures["n_negative"]
+    if labelled:
+        p = figures["n_positive"] / labelled
+        figures["pcc"] = float(p**2 + (1 - p) ** 2)
+        figures["pcc_125"] = 1.25 * figures["pcc"]
+    else:
+        figures["pcc"] = figures["pcc_125"] = None
+    return figures
 
 
 def __getattr__(name: str):

@@ -36,6 +36,7 @@ from .kaggle import (
 )
 from .skips import SkipLog, check_on_error
 from .store import StoreWriter
+from .swansf import NUMERIC_COLUMNS, STRING_COLUMNS
 
 
 @dataclass
@@ -112,16 +113,22 @@ def ingest(
         raise ConfigError(f"workers must be >= 1, got {workers}.")
     formats = [detect_format(p) for p in paths]  # fail on an unknown input before any work
     feature_names, steps = KAGGLE_PARAMETERS, n_timesteps
+    aux_types: dict = {}
     for p, fmt in zip(paths, formats):
         if fmt == "store":
             m = read_manifest(p)
             feature_names, steps = tuple(m["feature_names"]), m["n_timesteps"]
+            aux_types.update(_store_aux_types(p, m))
+        elif fmt == "swansf":  # known up front, so that Kaggle samples before them do not fix "no side series"
+            aux_types.update({c: "float64" for c in NUMERIC_COLUMNS})
+            aux_types.update({c: "string" for c in STRING_COLUMNS})
     started = time.perf_counter()
     skips = SkipLog()
     report = IngestReport(Path(out), {}, skips, 0.0, 0, workers)
     pool = _Pool(workers, chunk_bytes)
     try:
-        with StoreWriter(out, feature_names=feature_names, n_timesteps=steps, overwrite=overwrite) as writer:
+        with StoreWriter(out, feature_names=feature_names, n_timesteps=steps, overwrite=overwrite,
+                         aux_types=aux_types) as writer:
             for path, fmt in zip(paths, formats):
                 writer.new_part()
                 if fmt == "kaggle":
@@ -148,9 +155,22 @@ def ingest(
             writer.add_skipped(skips)
         report.manifest = read_manifest(out)
     finally:
+        report.workers = pool.workers if pool.started else 1
         pool.shutdown()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _store_aux_types(path: Path, manifest: dict) -> dict:
+    import pyarrow.parquet as pq
+
+    from .store import AUX_PREFIX
+
+    if not manifest["parts"]:
+        return {}
+    schema = pq.read_schema(path / manifest["parts"][0]["file"])
+    return {f.name[len(AUX_PREFIX):]: "float64" if str(f.type.value_type) == "double" else "string"
+            for f in schema if f.name.startswith(AUX_PREFIX)}
 
 
 def _size(path: Path) -> int:
@@ -199,11 +219,13 @@ class _Pool:
         self.workers = workers
         self.chunk_bytes = chunk_bytes
         self._executor: ProcessPoolExecutor | None = None
+        self.started = False
 
     def _get(self) -> ProcessPoolExecutor:
         if self._executor is None:
             # spawn, not fork: the parent may hold Arrow/torch threads that fork would copy mid-state
             self._executor = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+            self.started = True
         return self._executor
 
     def shutdown(self) -> None:

@@ -125,9 +125,15 @@ def record_from_object(obj: object, *, path: str, line_number: int, n_timesteps:
                 if not isinstance(v, _NUMBER_TYPES) or isinstance(v, bool):
                     raise fail(f'{p}["{t}"]', "a number or NaN", repr(v))
     try:
-        X = np.array(rows, dtype=np.float64).T.astype(np.float32)
+        X64 = np.array(rows, dtype=np.float64).T
     except OverflowError:
         raise fail("values", "numbers within the float64 range", "an integer too large") from None
+    with np.errstate(over="ignore"):
+        X = X64.astype(np.float32)
+    if np.isinf(X).any():  # SHARP values stay far below; this is a broken value, not data
+        t, j = np.argwhere(np.isinf(X))[0]
+        raise fail(f'{KAGGLE_PARAMETERS[j]}["{t}"]', "a finite number within the float32 range (|x| < 3.4e38)",
+                   repr(float(X64[t, j])))
     return KaggleRecord(str(sample_id), int(label), fold, X)
 
 

@@ -169,7 +169,11 @@ def parse_chunk_fast(data: bytes, layout: FastLayout, n_lines: int | None = None
     n_nan = int(np.isnan(X64).sum())
     if n_nan != n_null or np.isinf(X64).any():
         return None  # 'nan'/'inf'/'1e999' tokens: let the strict parser judge them
-    X = X64.astype(np.float32).reshape(n_lines, len(KAGGLE_PARAMETERS), layout.n_timesteps)
+    with np.errstate(over="ignore"):
+        X = X64.astype(np.float32)
+    if np.isinf(X).any():
+        return None  # beyond float32: the strict parser reports where
+    X = X.reshape(n_lines, len(KAGGLE_PARAMETERS), layout.n_timesteps)
     X = np.ascontiguousarray(X.transpose(0, 2, 1))
     columns = {c.split("_", 1)[1]: c for c in layout.column_names if c.endswith(("_id", "_label", "_fold"))}
     ids_col = table.column(columns["id"])

@@ -165,7 +165,7 @@ class StoreWriter:
 
     def __init__(self, path: str | PathLike[str], *, feature_names: Sequence[str], n_timesteps: int,
                  overwrite: bool = False, row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
-                 part_rows: int = DEFAULT_PART_ROWS, engine: str = "python") -> None:
+                 part_rows: int = DEFAULT_PART_ROWS, engine: str = "python", aux_types: dict | None = None) -> None:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise StoreError(
@@ -185,7 +185,10 @@ class StoreWriter:
         self._hasher = ContentHasher(self.feature_names, self.n_timesteps)
         self._counts = dict(n_samples=0, n_positive=0, n_negative=0, n_unlabelled=0, n_missing_values=0)
         self._folds: dict[str, int] = {}
-        self._schema = None
+        # side series: fixed up front when the caller knows them ({name: "float64"|"string"}),
+        # otherwise by the first samples written
+        self._schema = None if aux_types is None else arrow_schema(self.feature_names, self.n_timesteps,
+                                                                     dict(sorted(aux_types.items())))
         self._writer = None
         self._pending: list = []
         self._pending_rows = 0
@@ -275,12 +278,14 @@ class StoreWriter:
         import pyarrow.parquet as pq
 
         name = f"part-{len(self.parts):05d}.parquet"
-        floats = [f.name for f in self._schema if f.name in self.feature_names or
+        # encodings are set per leaf column: a list column's values are NAME.list.element
+        floats = [f"{f.name}.list.element" for f in self._schema if f.name in self.feature_names or
                   (f.name.startswith(AUX_PREFIX) and str(f.type.value_type) == "double")]
         self._writer = pq.ParquetWriter(
             self.tmp / name, self._schema, compression="zstd", compression_level=1,
-            use_dictionary=["source", "region", "goes_class"] + [f.name for f in self._schema
-                                                                 if f.name.startswith(AUX_PREFIX) and f.name not in floats],
+            use_dictionary=["source", "region", "goes_class"] + [
+                f"{f.name}.list.element" for f in self._schema
+                if f.name.startswith(AUX_PREFIX) and f"{f.name}.list.element" not in floats],
             use_byte_stream_split=floats, write_statistics=["fold", "label"], version="2.6",
         )
         self.parts.append({"file": name, "n_samples": 0})
