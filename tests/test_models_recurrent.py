@@ -95,3 +95,24 @@ def test_masked_function_gradients_match_finite_differences():
 
 def test_gate_permutation_is_o_i_f_g():
     assert _to_ofig(2, torch.device("cpu")).tolist() == [6, 7, 0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_masked_paths_gradients_equal_reference(return_sequences):
+    """Both recurrent-dropout paths (fused with shut gates, hand-written) against autograd."""
+    torch.manual_seed(0)
+    layer = KerasLSTM(3, 4, recurrent_dropout=0.5, return_sequences=return_sequences).double().train()
+    x = torch.randn(6, 5, 3, dtype=torch.double)
+    torch.manual_seed(2)
+    out = layer(x)
+    (out * torch.linspace(-1, 1, out.numel(), dtype=torch.double).view_as(out)).sum().backward()
+    ours = [p.grad.clone() for p in layer.parameters()]
+    layer.zero_grad()
+    torch.manual_seed(2)
+    rec_mask = torch.bernoulli(x.new_full((6, 4), 0.5)) / 0.5
+    expected = _reference(x, layer, torch.ones(3, dtype=torch.double), rec_mask)
+    expected = expected if return_sequences else expected[:, -1]
+    torch.testing.assert_close(out, expected)
+    (expected * torch.linspace(-1, 1, out.numel(), dtype=torch.double).view_as(out)).sum().backward()
+    for got, want in zip(ours, [p.grad for p in layer.parameters()]):
+        torch.testing.assert_close(got, want)

@@ -15,9 +15,14 @@ Dropouts follow Keras 3 (``keras.layers.LSTM(dropout=, recurrent_dropout=)``):
   before the recurrent matmul, again the same at every step.
 
 Both act only in training. With ``recurrent_dropout == 0`` (or in eval mode) the fused
-kernel runs; otherwise :class:`_MaskedLSTMFunction`, a hand-written forward and backward
-over the sequence, does (autograd through a Python loop is ~6x slower than fused; this
-function needs about half as many tensor operations per step and no autograd graph).
+kernel runs. With recurrent dropout in training:
+
+* a layer that returns only its last state (every model's last LSTM) still runs the fused
+  kernel, fed a mask it can apply itself (:meth:`KerasLSTM._forward_last_masked`);
+* a layer that returns the whole sequence runs :class:`_MaskedLSTMFunction`, a
+  hand-written forward and backward over the sequence (autograd through a Python loop is
+  ~3-6x slower than fused; this function needs about half as many tensor operations per
+  step and builds no autograd graph).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 # Gate order inside the masked path: o, i, f, g. Sigmoid gates come first (one call for 3H
 # columns) and the three gates multiplied by dc in the backward pass are contiguous.
@@ -56,19 +62,29 @@ class _MaskedLSTMFunction(torch.autograd.Function):
         masked = x.new_empty(T, B, H)  # masked[t] = h_{t-1} * mask, the recurrent input
         masked[0].zero_()
         w_hh_t = w_hh.t()
+        # Per-step views made once (one C++ call each), not re-sliced in the loop: at these
+        # sizes Python and dispatch overhead, not arithmetic, is what the loop costs.
+        g_all = gates.unbind(0)
+        sig_all = gates[..., : 3 * H].unbind(0)
+        tanh_all = gates[..., 3 * H :].unbind(0)
+        o_all = gates[..., :H].unbind(0)
+        i_all = gates[..., H : 2 * H].unbind(0)
+        f_all = gates[..., 2 * H : 3 * H].unbind(0)
+        c_all = cells.unbind(0)
+        tc_all = tanh_cells.unbind(0)
+        h_all = hidden.unbind(0)
+        m_all = masked.unbind(0)
         for t in range(T):
-            g = gates[t]
             if t:
-                g.addmm_(masked[t], w_hh_t)
-            g[:, : 3 * H].sigmoid_()
-            g[:, 3 * H :].tanh_()
-            o, i, f, c_hat = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
-            c = torch.mul(f, cells[t], out=cells[t + 1])
-            c.addcmul_(i, c_hat)
-            torch.tanh(c, out=tanh_cells[t])
-            torch.mul(o, tanh_cells[t], out=hidden[t])
+                g_all[t].addmm_(m_all[t], w_hh_t)
+            sig_all[t].sigmoid_()
+            tanh_all[t].tanh_()
+            c = torch.mul(f_all[t], c_all[t], out=c_all[t + 1])
+            c.addcmul_(i_all[t], tanh_all[t])
+            torch.tanh(c, out=tc_all[t])
+            torch.mul(o_all[t], tc_all[t], out=h_all[t])
             if t + 1 < T:
-                torch.mul(hidden[t], mask, out=masked[t + 1])
+                torch.mul(h_all[t], mask, out=m_all[t + 1])
         ctx.save_for_backward(x, w_ih, w_hh, mask, gates, cells, tanh_cells, masked)
         return hidden
 
@@ -86,18 +102,25 @@ class _MaskedLSTMFunction(torch.autograd.Function):
         )  # (T, B, 3, H): dc -> pre-activations of i, f, g
         grad_gates = torch.empty_like(gates)
         grad_hidden = grad_hidden.contiguous()
-        dh = grad_hidden[T - 1].clone()
+        gh_all = grad_hidden.unbind(0)
+        k_all = d_c_from_h.unbind(0)
+        po_all = d_o_pre.unbind(0)
+        q_all = d_ifg_pre.unbind(0)
+        f_all = f.unbind(0)
+        go_all = grad_gates[..., :H].unbind(0)
+        gifg_all = grad_gates[..., H:].view(T, B, 3, H).unbind(0)
+        gg_all = grad_gates.unbind(0)
+        dh = gh_all[T - 1].clone()
         dc = torch.zeros_like(dh)
         for t in range(T - 1, -1, -1):
             if t < T - 1:
-                dh.add_(grad_hidden[t])
-            dc.addcmul_(dh, d_c_from_h[t])
-            gg = grad_gates[t]
-            torch.mul(dh, d_o_pre[t], out=gg[:, :H])
-            torch.mul(dc.unsqueeze(1), d_ifg_pre[t], out=gg[:, H:].view(B, 3, H))
+                dh.add_(gh_all[t])
+            dc.addcmul_(dh, k_all[t])
+            torch.mul(dh, po_all[t], out=go_all[t])
+            torch.mul(dc.unsqueeze(1), q_all[t], out=gifg_all[t])
             if t:
-                dc.mul_(f[t])
-                dh = torch.mm(gg, w_hh).mul_(mask)
+                dc.mul_(f_all[t])
+                dh = torch.mm(gg_all[t], w_hh).mul_(mask)
         flat = grad_gates.view(T * B, 4 * H)
         grad_x = torch.mm(flat, w_ih).view(T, B, -1) if ctx.needs_input_grad[0] else None
         grad_w_ih = torch.mm(flat.t(), x.reshape(T * B, -1))
@@ -175,7 +198,9 @@ class KerasLSTM(nn.Module):
             in_mask = torch.bernoulli(x.new_full((B, 1, x.shape[2]), keep)).div_(keep)
             x = x * in_mask
         if self.training and self.recurrent_dropout > 0:
-            return self._forward_masked(x)
+            if self.return_sequences:
+                return self._forward_masked(x)
+            return self._forward_last_masked(x)
         hx = x.new_zeros(1, B, self.hidden_size)
         out, _, _ = torch.lstm(
             x, (hx, hx), [self.weight_ih, self.weight_hh, self.bias, self._zero_bias],
@@ -193,3 +218,35 @@ class KerasLSTM(nn.Module):
             self.weight_ih[order], self.weight_hh[order], self.bias[order], mask,
         )  # (T, B, H)
         return hidden.transpose(0, 1) if self.return_sequences else hidden[-1]
+
+    def _forward_last_masked(self, x: torch.Tensor) -> torch.Tensor:
+        """Recurrent dropout on the fused kernel, for a layer that returns its last state.
+
+        Write the scaled mask as ``m = keep_bits / keep``. Then
+        ``W_hh (h * m) = (W_hh / keep) (h * keep_bits)``, and ``h * keep_bits`` is what the
+        kernel's own state becomes if each dropped unit's output gate is shut: its
+        pre-activation gets ``-1e4`` (sigmoid -> exactly 0, and so does its derivative)
+        through extra input columns ``1 - keep_bits`` (constant over time) with weight
+        ``-1e4`` on the output-gate rows. The cell states are untouched, so ``c_T`` is exact;
+        only the layer's output must be unmasked, ``h_T = o_T * tanh(c_T)``, with ``o_T``
+        recomputed from ``x_T`` and the kernel's last masked state. Checked against a plain
+        autograd loop in tests/test_models_recurrent.py.
+        """
+        keep = 1.0 - self.recurrent_dropout
+        B, T, _ = x.shape
+        n = self.hidden_size
+        keep_bits = torch.bernoulli(x.new_full((B, n), keep))
+        dropped = (1.0 - keep_bits).unsqueeze(1).expand(B, T, n)
+        shut = torch.zeros(4 * n, n, dtype=x.dtype, device=x.device)
+        shut[3 * n :].fill_diagonal_(-1e4)  # rows of the output gate (torch order i, f, g, o)
+        w_ih = torch.cat([self.weight_ih, shut], dim=1)
+        w_hh = self.weight_hh / keep
+        hx = x.new_zeros(1, B, n)
+        masked, _, c_last = torch.lstm(
+            torch.cat([x, dropped], dim=2), (hx, hx), [w_ih, w_hh, self.bias, self._zero_bias],
+            True, 1, 0.0, True, False, True,
+        )  # masked: (B, T, H), the states h_t * keep_bits
+        o_pre = F.linear(x[:, -1], self.weight_ih[3 * n :], self.bias[3 * n :])  # (B, H)
+        if T > 1:
+            o_pre = o_pre + F.linear(masked[:, -2], w_hh[3 * n :])
+        return torch.sigmoid(o_pre) * torch.tanh(c_last[0])

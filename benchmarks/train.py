@@ -1,0 +1,291 @@
+"""Training and inference throughput of every architecture, against Keras 3 / TensorFlow.
+
+    python benchmarks/train.py                 # all six models, 2 threads, (60, 25), batch 256
+    python benchmarks/train.py --models lstm --batches 20 --repeats 2
+
+For each registered LSTM architecture and two settings, the study's (dropout 0.2, recurrent
+dropout 0.2: flareseq's hand-written masked path) and without recurrent dropout (the fused
+kernel), it measures:
+
+* training samples/s: one epoch of flareseq's real loop (`flareseq.training.train_model`,
+  RMSprop, BCE, per-epoch metrics) over `--batches` batches of random data, against
+  `model.fit` of the same architecture in Keras 3 on TensorFlow (RMSprop, binary
+  cross-entropy, accuracy and recall metrics as the study compiled it), same data, batch,
+  thread count;
+* inference samples/s: `predict_logits` vs `model.predict`, same batch size.
+
+Each figure is the best of `--repeats` runs (the machine is shared: the best run is the one
+least disturbed), after a warm-up epoch. Keras runs in a child process of this script (its
+own thread pools; TensorFlow and torch in one process disturb each other); TensorFlow comes
+with the optional extra (`pip install 'flareseq[bench]'`); without it the Keras column is
+skipped and said so.
+
+GFLOP/s: an LSTM step costs 2 * 4H * (I + H) FLOPs per sample for its two matmuls (4 gates,
+H units, I inputs); a sample costs that times T steps per layer, plus the small dense
+layers. Training counts x3 (forward, and a backward pass of about twice the forward's
+matmul work). Peak = cores x clock x FLOPs per cycle per core, where FLOPs per cycle = 2
+(an FMA is two FLOPs) x fp32 lanes per vector (16 with AVX-512, 8 with AVX2, from the CPU
+flags) x FMA units per core (`--fma-units`, default 2: AMD Zen 4/5 and Intel server cores
+have two vector FMA pipes); the clock is `cpu MHz` of /proc/cpuinfo (under a hypervisor
+that is the nominal/TSC clock; turbo can be higher, so the peak is a nominal figure).
+
+The last line is ``RESULT {json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODEL_NAMES = ("lstm", "stacked-lstm", "embed-lstm", "tied-stacked-lstm", "embed-stacked-lstm",
+               "embed-tied-stacked-lstm")
+SETTINGS = {"study": 0.2, "no-rd": 0.0}  # recurrent dropout of each setting (dropout stays 0.2)
+
+
+def _data(n: int, timesteps: int, features: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, timesteps, features)).astype(np.float32)
+    y = (rng.random(n) < 0.16).astype(np.int8)
+    return X, y
+
+
+# -- FLOPs and peak -----------------------------------------------------------------------
+def flops_per_sample(name: str, timesteps: int, features: int) -> float:
+    """Forward FLOPs of one sample (matmuls only; element-wise work is ignored)."""
+    from flareseq.models import build_model
+    from flareseq.models.recurrent import KerasLSTM
+
+    model = build_model(name, features)
+    total = 0.0
+    for module in model.modules():
+        if isinstance(module, KerasLSTM):
+            total += 2 * 4 * module.hidden_size * (module.input_size + module.hidden_size) * timesteps
+    if getattr(model, "embedding", None) is not None:
+        e = model.embedding
+        total += 2 * e.in_features * e.out_features * timesteps + 2 * e.in_features * e.out_features  # + decoder
+    total += 2 * model.head.in_features
+    return total
+
+
+def peak_gflops(threads: int, fma_units: int) -> tuple[float, str]:
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = set(re.search(r"^flags\s*:(.*)$", text, re.M).group(1).split()) if "flags" in text else set()
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)
+    ghz = float(mhz.group(1)) / 1000 if mhz else float("nan")
+    per_cycle = 2 * lanes * fma_units
+    peak = threads * ghz * per_cycle
+    how = (f"{threads} cores x {ghz:.2f} GHz x {per_cycle} FLOP/cycle (2 per FMA x {lanes} fp32 lanes "
+           f"x {fma_units} FMA units) = {peak:.0f} GFLOP/s")
+    return peak, how
+
+
+# -- torch --------------------------------------------------------------------------------
+def bench_torch(args, X, y) -> dict:
+    import torch
+
+    from flareseq.models import build_model
+    from flareseq.training import TrainSettings, predict_logits, train_model
+
+    torch.set_num_threads(args.threads)
+    out = {}
+    for name in args.models:
+        for setting, rd in SETTINGS.items():
+            torch.manual_seed(0)
+            model = build_model(name, X.shape[2], {"recurrent_dropout": rd})
+            settings = TrainSettings(epochs=1, batch_size=args.batch_size)
+            train_model(model, X[: 2 * args.batch_size], y[: 2 * args.batch_size], settings=settings, progress=False)
+            train_rates, data_share = [], []
+            for r in range(args.repeats):
+                h = train_model(model, X, y, settings=settings, random_state=r, progress=False).history
+                train_rates.append(len(X) / h["seconds"][0])
+                data_share.append(h["data_seconds"][0] / h["seconds"][0])
+            predict_logits(model, X[: args.batch_size], batch_size=args.batch_size)
+            infer_rates = []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                predict_logits(model, X, batch_size=args.batch_size)
+                infer_rates.append(len(X) / (time.perf_counter() - t))
+            out[f"{name}/{setting}"] = {"train": max(train_rates), "infer": max(infer_rates),
+                                        "data_share": float(np.median(data_share))}
+            print(f"  torch {name:<24} {setting:<6} train {max(train_rates):>9,.0f}/s  infer {max(infer_rates):>9,.0f}/s",
+                  file=sys.stderr)
+    return out
+
+
+# -- Keras --------------------------------------------------------------------------------
+def keras_model(name: str, timesteps: int, features: int, recurrent_dropout: float):
+    """The same six architectures in Keras 3, ties done with shared variables."""
+    import keras
+    from keras import layers, ops
+
+    class TiedDense(layers.Layer):
+        """Dense(F, relu) whose kernel is the embedding's kernel, transposed; own bias."""
+
+        def __init__(self, source, **kwargs):
+            super().__init__(**kwargs)
+            self._source = lambda: source  # a function: not tracked, so the kernel is not listed twice
+
+        def build(self, input_shape):
+            self.bias = self.add_weight(shape=(self._source().kernel.shape[0],), initializer="zeros", name="bias")
+
+        def call(self, x):
+            return ops.relu(ops.matmul(x, ops.transpose(self._source().kernel)) + self.bias)
+
+    class TiedLSTMCell(layers.LSTMCell):
+        """An LSTM cell using another cell's kernel and recurrent kernel; own bias."""
+
+        def __init__(self, source, **kwargs):
+            super().__init__(source.units, **kwargs)
+            self._source = lambda: source
+
+        def build(self, input_shape):
+            self.kernel = self._source().kernel
+            self.recurrent_kernel = self._source().recurrent_kernel
+            self.bias = self.add_weight(shape=(4 * self.units,), initializer="zeros", name="bias")
+            self.built = True
+
+    drop = {"dropout": 0.2, "recurrent_dropout": recurrent_dropout}
+    inputs = keras.Input((timesteps, features))
+    h = inputs
+    embedding = None
+    if name.startswith("embed"):
+        embedding = layers.Dense(25, activation="relu")
+        h = embedding(h)
+    if name in ("lstm",):
+        h = layers.LSTM(32, **drop)(h)
+    elif name == "stacked-lstm":
+        h = layers.LSTM(32, return_sequences=True, **drop)(h)
+        h = layers.LSTM(32, **drop)(h)
+    elif name == "embed-lstm":
+        h = layers.LSTM(25, **drop)(h)
+    elif name in ("tied-stacked-lstm", "embed-tied-stacked-lstm"):
+        first = layers.LSTM(25, return_sequences=True, **drop)
+        h = first(h)
+        h = layers.RNN(TiedLSTMCell(first.cell, **drop))(h)
+    elif name == "embed-stacked-lstm":
+        h = layers.LSTM(25, return_sequences=True, **drop)(h)
+        h = layers.LSTM(25, **drop)(h)
+    if embedding is not None:
+        h = TiedDense(embedding)(h)
+    outputs = layers.Dense(1, activation="sigmoid")(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="binary_crossentropy",
+                  metrics=["accuracy", keras.metrics.Recall()])
+    return model
+
+
+def bench_keras(args, X, y) -> dict:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    tf.keras.utils.set_random_seed(0)
+    out = {}
+    for name in args.models:
+        for setting, rd in SETTINGS.items():
+            model = keras_model(name, X.shape[1], X.shape[2], rd)
+            n_params = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+            model.fit(X[: 2 * args.batch_size], y[: 2 * args.batch_size], batch_size=args.batch_size, epochs=1,
+                      verbose=0)
+            train_rates = []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                model.fit(X, y, batch_size=args.batch_size, epochs=1, verbose=0)
+                train_rates.append(len(X) / (time.perf_counter() - t))
+            model.predict(X[: args.batch_size], batch_size=args.batch_size, verbose=0)
+            infer_rates = []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                model.predict(X, batch_size=args.batch_size, verbose=0)
+                infer_rates.append(len(X) / (time.perf_counter() - t))
+            out[f"{name}/{setting}"] = {"train": max(train_rates), "infer": max(infer_rates), "n_parameters": n_params}
+            print(f"  keras {name:<24} {setting:<6} train {max(train_rates):>9,.0f}/s  infer {max(infer_rates):>9,.0f}/s"
+                  f"  ({n_params} parameters)", file=sys.stderr)
+    return out
+
+
+def run_keras_child(args) -> dict | None:
+    try:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorflow") is None:
+            raise ImportError
+    except ImportError:
+        print("TensorFlow is not installed: the Keras column is skipped "
+              "(pip install 'flareseq[bench]' installs tensorflow==2.21.0).", file=sys.stderr)
+        return None
+    command = [sys.executable, __file__, "--worker", "keras", "--threads", str(args.threads), "--batch-size",
+               str(args.batch_size), "--batches", str(args.batches), "--repeats", str(args.repeats), "--timesteps",
+               str(args.timesteps), "--features", str(args.features), "--models", *args.models]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batches", type=int, default=40, help="batches per timed epoch")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--timesteps", type=int, default=60)
+    parser.add_argument("--features", type=int, default=25)
+    parser.add_argument("--fma-units", type=int, default=2, help="vector FMA units per core (for the peak)")
+    parser.add_argument("--no-keras", action="store_true", help="skip the Keras column")
+    parser.add_argument("--worker", choices=["keras"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    X, y = _data(args.batches * args.batch_size, args.timesteps, args.features)
+    if args.worker == "keras":
+        print(json.dumps(bench_keras(args, X, y)))
+        return 0
+
+    print(f"training/inference throughput: {len(X)} samples of ({args.timesteps}, {args.features}), batch "
+          f"{args.batch_size}, {args.threads} threads, best of {args.repeats}", file=sys.stderr)
+    ours = bench_torch(args, X, y)
+    keras = None if args.no_keras else run_keras_child(args)
+    peak, how = peak_gflops(args.threads, args.fma_units)
+    print(f"\npeak: {how}")
+    header = (f"{'model':<24} {'setting':<6} {'train/s':>9} {'keras/s':>9} {'ratio':>6} {'GFLOP/s':>8} {'%peak':>6}"
+              f" {'infer/s':>9} {'keras/s':>9} {'ratio':>6} {'data%':>6}")
+    print(header)
+    result: dict = {"threads": args.threads, "batch_size": args.batch_size, "timesteps": args.timesteps,
+                    "features": args.features, "peak_gflops": round(peak, 1), "models": {}}
+    for key, row in ours.items():
+        name, setting = key.split("/")
+        flops = flops_per_sample(name, args.timesteps, args.features)
+        gflops = 3 * flops * row["train"] / 1e9
+        k = (keras or {}).get(key)
+        ratio = row["train"] / k["train"] if k else None
+        infer_ratio = row["infer"] / k["infer"] if k else None
+        print(f"{name:<24} {setting:<6} {row['train']:>9,.0f} {k['train'] if k else float('nan'):>9,.0f} "
+              f"{ratio or float('nan'):>6.2f} {gflops:>8.1f} {100 * gflops / peak:>6.2f} {row['infer']:>9,.0f} "
+              f"{k['infer'] if k else float('nan'):>9,.0f} {infer_ratio or float('nan'):>6.2f} "
+              f"{100 * row['data_share']:>6.1f}")
+        entry = result["models"].setdefault(name, {})
+        entry[setting] = {
+            "train_samples_per_s": round(row["train"]), "infer_samples_per_s": round(row["infer"]),
+            "keras_train_samples_per_s": round(k["train"]) if k else None,
+            "keras_infer_samples_per_s": round(k["infer"]) if k else None,
+            "ratio_vs_keras": round(ratio, 2) if ratio else None,
+            "infer_ratio_vs_keras": round(infer_ratio, 2) if infer_ratio else None,
+            "train_gflops": round(gflops, 2), "data_share": round(row["data_share"], 4),
+        }
+        if setting == "study":
+            entry["ratio_vs_keras"] = entry[setting]["ratio_vs_keras"]
+            entry["train_samples_per_s"] = entry[setting]["train_samples_per_s"]
+    print("RESULT " + json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
