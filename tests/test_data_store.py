@@ -109,3 +109,29 @@ def test_parquet_encoding_is_as_documented(tmp_path, dataset):
     names = [meta.schema.column(i).path for i in range(meta.num_columns)]
     column = meta.row_group(0).column(names.index("USFLUX.list.element"))
     assert column.compression == "ZSTD" and "BYTE_STREAM_SPLIT" in column.encodings
+
+
+def test_content_hash_test_vector_of_docs_store_md(shared_data):
+    """The value documented for other engines (docs/store.md): changing the canonical
+    serialisation changes every store's hash, so it must be deliberate."""
+    from flareseq.data import load_dataset
+
+    dataset = load_dataset(shared_data / "swan-sf-samples" / "bigdatacup_layout.jsonl")
+    assert content_hash(dataset) == "sha256:2006488f973891de6012c9c243784d41af16383000728f91259d3690438f3a1f"
+
+
+def test_canonical_record_layout_by_hand():
+    """One sample hashed by hand from the documented recipe."""
+    import hashlib
+
+    from flareseq.dataset import FlareDataset, empty_meta
+
+    X = np.array([[[1.5, np.nan], [-0.0, 2.0]]], dtype=np.float32)  # (1, T=2, F=2)
+    dataset = FlareDataset(X=X, y=np.array([-1], np.int8), ids=np.array(["é7"]), feature_names=("a", "b"),
+                           meta=empty_meta(1))
+    record = (len("é7".encode()).to_bytes(4, "little") + "é7".encode() + b"\xff"
+              + np.float32(1.5).tobytes() + bytes.fromhex("0000c07f") + np.float32(-0.0).tobytes()
+              + np.float32(2.0).tobytes())
+    header = b'flareseq-content-v1\n{"feature_names":["a","b"],"n_timesteps":2}\n'
+    expected = hashlib.sha256(header + hashlib.sha256(record).digest()).hexdigest()
+    assert content_hash(dataset) == "sha256:" + expected

@@ -191,7 +191,6 @@ def parse_kaggle_chunk(data: bytes, *, path: str, on_error: str = "raise", n_tim
     parsed strictly. With ``on_error="raise"`` the first bad line is returned in ``error``
     (not raised, so that worker processes can hand it back with its line number).
     """
-    n_lines = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
     if fast and data:
         first_end = data.find(b"\n")
         first = data[: first_end if first_end >= 0 else len(data)]
@@ -200,9 +199,9 @@ def parse_kaggle_chunk(data: bytes, *, path: str, on_error: str = "raise", n_tim
         except DataFormatError:
             layout = None
         if layout is not None:
-            result = parse_chunk_fast(data, layout, n_lines=n_lines)
+            result = parse_chunk_fast(data, layout)
             if result is not None:
-                n = len(result.ids)
+                n = n_lines = len(result.ids)
                 return ParsedChunk(
                     ids=result.ids,
                     labels=result.labels if result.labels is not None else np.full(n, UNLABELLED, np.int8),
@@ -210,6 +209,7 @@ def parse_kaggle_chunk(data: bytes, *, path: str, on_error: str = "raise", n_tim
                     fold_known=np.full(n, result.folds is not None),
                     X=result.X, lines=np.arange(1, n + 1, dtype=np.int64), n_lines=n_lines, fast=True,
                 )
+    n_lines = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
     return _parse_chunk_strict(data, path=path, on_error=on_error, n_timesteps=n_timesteps, n_lines=n_lines)
 
 

@@ -126,11 +126,14 @@ def parse_chunk_fast(data: bytes, layout: FastLayout, n_lines: int | None = None
 
     if not data.endswith(b"\n"):
         data += b"\n"
-    if n_lines is None:
-        n_lines = data.count(b"\n")
     # 1. structure (blank lines, stray quotes, missing braces and spaces inside numbers all
-    # change the skeleton)
-    if data.translate(None, _SKELETON_DELETE) != layout.skeleton * n_lines:
+    # change the skeleton); the skeleton's length also gives the line count without a pass
+    skeleton = data.translate(None, _SKELETON_DELETE)
+    if n_lines is None:
+        n_lines, rest = divmod(len(skeleton), len(layout.skeleton))
+        if rest:
+            return None
+    if skeleton != layout.skeleton * n_lines:
         return None
     text = data.translate(_CSV_TABLE, _CSV_DELETE)
     # 2. content
