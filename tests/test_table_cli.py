@@ -91,3 +91,26 @@ def test_bad_spec_files(tmp_path, text, match):
     (tmp_path / "spec.toml").write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_table_spec(tmp_path / "spec.toml")
+
+
+def test_flareseq_ingest_reads_tables_with_a_spec_file(tmp_path, capsys):
+    from flareseq.cli import main
+
+    write_parts(tmp_path)
+    inputs = [str(tmp_path / "part_0.csv"), str(tmp_path / "part_1.csv")]
+    code = main(["ingest", *inputs, "--table-spec", str(tmp_path / "spec.toml"), "--out", str(tmp_path / "store"),
+                 "--no-progress"])
+    assert code == 0
+    assert "8 windows built (2 positive" in capsys.readouterr().out
+    assert len(read_store(tmp_path / "store")) == 8
+
+
+def test_flareseq_ingest_refuses_a_leaky_feature_without_traceback(tmp_path, capsys):
+    from flareseq.cli import main
+
+    write_parts(tmp_path)
+    code = main(["ingest", str(tmp_path / "part_0.csv"), "--out", str(tmp_path / "store"), "--region-columns",
+                 "harp", "--time-column", "time", "--features", "a,FLARE_INDEX", "--cadence-minutes", "12"])
+    err = capsys.readouterr().err
+    assert code == 2 and "flareseq ingest: error:" in err and "'FLARE_INDEX'" in err and "Traceback" not in err
+    assert not (tmp_path / "store").exists()

@@ -72,7 +72,8 @@ def check_features(
             f"{where} include{'s' if len(found) == 1 else ''} label source column(s) {found}, "
             f"which would leak the answer into the inputs: {explained}. Remove "
             f"{'it' if len(found) == 1 else 'them'} from {where}; only for a deliberate leakage "
-            "study set allow_leaky_features=True (results are then not forecasts)."
+            "study set allow_leaky_features=True (--allow-leaky-features on the command line); results "
+            "are then not forecasts."
         )
     warnings.warn(
         f"allow_leaky_features=True: using label source column(s) {found} as features "

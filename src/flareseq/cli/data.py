@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="worker processes for Kaggle files (default: the usable cores, at most 8)")
     ingest.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from .table_options import add_table_arguments
+
+    add_table_arguments(ingest)  # keyword tables: --table-spec FILE.toml or the flags
     ingest.set_defaults(func=_run_ingest)
 
     summary = subparsers.add_parser(
@@ -71,6 +74,11 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 def _run_ingest(args: argparse.Namespace) -> int:
     from ..data.ingest import ingest
+    from .table_options import ingest_tables, table_options_given
+
+    if table_options_given(args):
+        print(ingest_tables(args.inputs, args, args.out, overwrite=args.overwrite, progress=_progress(args)))
+        return 0
 
     report = ingest(args.inputs, args.out, on_error=args.on_error, workers=args.workers,
                     overwrite=args.overwrite, progress=_progress(args))
