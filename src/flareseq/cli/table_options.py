@@ -41,7 +41,7 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
                        help="TOML file with the table options ([data] section or top level)")
     for field, (flag, kind, text) in _OPTIONS.items():
         group.add_argument(flag, dest=f"table_{field}", type=str if kind == "list" else kind, default=None,
-                           metavar="A,B" if kind == "list" else None, help=text)
+                           metavar="A,B" if kind == "list" else flag.split("-")[-1].upper(), help=text)
     group.add_argument("--allow-leaky-features", dest="table_allow_leaky_features", action="store_true",
                        default=None, help="accept label-source columns as features (warns; leakage studies only)")
 
