@@ -177,7 +177,7 @@ def starter_kernel(data: bytes):
             continue
         obj, _ = decoder.raw_decode(line, match.start())
         frame = pd.DataFrame.from_dict(obj["values"])
-        frame.set_index(frame.index.astype(int), inplace=True)
+        frame = frame.set_index(frame.index.astype(int))
         X.append(np.array(frame.loc[steps]))
         y.append(obj.get("classNum", -1))
         ids.append(obj["id"])

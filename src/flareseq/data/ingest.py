@@ -247,7 +247,15 @@ class _Pool:
         if source.plain_path is not None:
             ranges = [(start, min(start + self.chunk_bytes, size)) for start in range(0, size, self.chunk_bytes)]
             tasks = ((executor.submit(_parse_range, str(source.plain_path), a, b, source.name, on_error, n_timesteps),
-                      b - a) for a, b in ranges)
+                      b - a) for a, b in ranges[1:])
+            # the workers take a while to start (a fresh interpreter each): meanwhile the
+            # parent parses the first range itself
+            for _ in range(limit):
+                task = next(tasks, None)
+                if task is not None:
+                    window.append(task)
+            first = ranges[0]
+            yield _parse_range(str(source.plain_path), *first, source.name, on_error, n_timesteps), first[1] - first[0]
         else:
             def compressed_tasks():
                 with source.open() as stream:

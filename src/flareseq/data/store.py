@@ -49,16 +49,16 @@ def sample_digests(ids: np.ndarray, labels: np.ndarray, X: np.ndarray) -> list[b
     """SHA-256 of each sample's canonical record: ``uint32 LE len(id) || id UTF-8 || int8
     label || X[i] as float32 LE (T, F) row-major`` with every NaN as ``0x7FC00000``."""
     X = np.ascontiguousarray(X, dtype="<f4")
-    if np.isnan(X).any():
-        X = np.where(np.isnan(X), _CANONICAL_NAN, X).astype("<f4")
-    labels = np.asarray(labels, dtype=np.int8)
+    nan = np.isnan(X)
+    if nan.any() and (X.view("<u4")[nan] != 0x7FC00000).any():  # copy only for odd NaN payloads
+        X = np.where(nan, _CANONICAL_NAN, X).astype("<f4")
+    label_bytes = np.asarray(labels, dtype=np.int8).tobytes()
+    sha256 = hashlib.sha256
     out = []
     for i, sample_id in enumerate(ids.tolist()):
         raw = str(sample_id).encode("utf-8")
-        h = hashlib.sha256(len(raw).to_bytes(4, "little"))
-        h.update(raw)
-        h.update(labels[i : i + 1].tobytes())
-        h.update(X[i].tobytes())
+        h = sha256(len(raw).to_bytes(4, "little") + raw + label_bytes[i : i + 1])
+        h.update(X[i])  # contiguous: hashed through the buffer protocol, no copy
         out.append(h.digest())
     return out
 
