@@ -1,7 +1,7 @@
 """Reading flare MVTS data: one module per source, a columnar store, and a dispatcher.
 
 :func:`load_dataset` reads any supported input into a :class:`~flareseq.FlareDataset`;
-:func:`~flareseq.data.ingest.ingest` turns inputs into a store; the per-source readers
+:func:`flareseq.data.ingest.ingest` turns inputs into a store; the per-source readers
 (:mod:`.kaggle`, :mod:`.swansf`, :mod:`.store`) also stream batches.
 """
 
@@ -21,8 +21,16 @@ SUPPORTED = (
     "sample file or archive (.tar/.tar.gz/.tgz/.zip)"
 )
 
-__all__ = ["SUPPORTED", "detect_format", "ingest", "load_dataset", "read_store", "summarize_paths",
-           "synthetic_dataset"]
+# (The ingest function is `flareseq.data.ingest.ingest`: the name `ingest` here is its module.)
+__all__ = ["SUPPORTED", "detect_format", "load_dataset", "read_store", "summarize_paths", "synthetic_dataset",
+           "write_synthetic_kaggle"]
+
+# Lazily imported names (module, attribute), so that `import flareseq.data` stays cheap.
+_LAZY = {
+    "read_store": ("store", "read_store"),
+    "synthetic_dataset": ("synthetic", "synthetic_dataset"),
+    "write_synthetic_kaggle": ("synthetic", "write_synthetic_kaggle"),
+}
 
 
 def detect_format(path: str | PathLike[str]) -> str:
@@ -162,17 +170,9 @@ def _with_pcc(figures: dict) -> dict:
 
 
 def __getattr__(name: str):
-    # Lazy, so that `import flareseq.data` stays cheap.
-    if name == "ingest":
-        from .ingest import ingest
+    if name in _LAZY:
+        import importlib
 
-        return ingest
-    if name == "read_store":
-        from .store import read_store
-
-        return read_store
-    if name == "synthetic_dataset":
-        from .synthetic import synthetic_dataset
-
-        return synthetic_dataset
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
     raise AttributeError(f"module 'flareseq.data' has no attribute {name!r}")
