@@ -49,7 +49,9 @@ def test_errors_in_later_chunks_name_the_true_line(kaggle_file, tmp_path):
 def test_mixed_inputs_keep_side_series(kaggle_file, shared_data, tmp_path):
     swan = shared_data / "swan-sf-samples" / "mvts"
     report = ingest([kaggle_file, swan], tmp_path / "store", workers=1, progress=False)
-    stored = load_dataset(tmp_path / "store")
+    stored = load_dataset(tmp_path / "store", aux=True)
+    assert load_dataset(tmp_path / "store").aux == {}  # side series only on request
+    assert list(load_dataset(tmp_path / "store", aux=["NOAA_AR"]).aux) == ["NOAA_AR"]
     assert stored.n_samples == 132 and len(report.manifest["sources"]) == 2
     assert stored.aux["QUALITY"].shape == (132, 60)
     assert np.isnan(stored.aux["QUALITY"][:120]).all() and not np.isnan(stored.aux["QUALITY"][120:]).all()

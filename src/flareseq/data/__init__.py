@@ -80,7 +80,7 @@ def detect_format(path: str | PathLike[str]) -> str:
 
 def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
                  folds: Sequence[int] | None = None, on_error: str = "raise", progress: bool | None = None,
-                 skips=None, aux: bool = True) -> FlareDataset:
+                 skips=None, aux: bool | None = None) -> FlareDataset:
     """Read any supported input (or several, concatenated in order) into memory.
 
     Parameters
@@ -89,6 +89,8 @@ def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
     folds : keep only samples of these folds (SWAN-SF: partitions); read selectively from a store.
     on_error : ``"raise"`` or ``"skip"`` for bad records in files (see :mod:`.skips`).
     skips : a :class:`~flareseq.data.skips.SkipLog` that receives skipped records.
+    aux : keep the side series (SWAN-SF's non-feature columns). Default: yes for files, no
+        for a store (see :func:`~flareseq.data.store.read_store`; pass ``True`` or names).
     """
     if not isinstance(path, (str, PathLike)):
         parts = [load_dataset(p, folds=folds, on_error=on_error, progress=progress, skips=skips, aux=aux)
@@ -100,7 +102,7 @@ def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
     if fmt == "store":
         from .store import read_store
 
-        return read_store(path, folds=folds, aux=aux)
+        return read_store(path, folds=folds, aux=bool(aux) if isinstance(aux, bool) or aux is None else aux)
     if fmt == "kaggle":
         from .kaggle import read_kaggle
 
@@ -114,7 +116,7 @@ def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
         from .swansf import read_swansf
 
         dataset = read_swansf(path, on_error=on_error, progress=progress, skips=skips)
-    if not aux and dataset.aux:
+    if aux is False and dataset.aux:
         dataset = FlareDataset(X=dataset.X, y=dataset.y, ids=dataset.ids, feature_names=dataset.feature_names,
                                meta=dataset.meta)
     if folds is not None:
@@ -124,7 +126,7 @@ def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
 
 def summarize_path(path: str | PathLike[str], *, on_error: str = "raise", progress: bool | None = None) -> dict:
     """:func:`flareseq.prep.summarize` figures of one input, plus ``n_negative``; a store is
-    summarised from its manifest, without reading its arrays."""
+    summarised from its manifest, without reading its arrays, a file batch by batch."""
     from ..prep import summarize
 
     if detect_format(path) == "store":
@@ -135,10 +137,32 @@ def summarize_path(path: str | PathLike[str], *, on_error: str = "raise", progre
         return _with_pcc({"n_samples": c["n_samples"], "n_positive": c["n_positive"], "n_negative": c["n_negative"],
                           "n_unlabelled": c["n_unlabelled"], "n_timesteps": m["n_timesteps"],
                           "n_features": len(m["feature_names"]), "n_missing_values": c["n_missing_values"]})
-    dataset = load_dataset(path, on_error=on_error, progress=progress, aux=False)
-    figures = summarize(dataset)
-    figures["n_negative"] = 0 if dataset.y is None else int((dataset.y == 0).sum())
-    return figures
+    fmt = detect_format(path)
+    if fmt == "kaggle":  # streamed: counts only, constant memory for a 13 GB file
+        from .kaggle import iter_kaggle_batches
+
+        batches = iter_kaggle_batches(path, on_error=on_error, progress=progress)
+    elif Path(path).is_dir() or not Path(path).suffix.lower() == ".csv":
+        from .swansf import iter_swansf_batches
+
+        batches = iter_swansf_batches(path, on_error=on_error, progress=progress)
+    else:
+        batches = iter([load_dataset(path, aux=False)])
+    figures = None
+    for batch in batches:
+        part = summarize(batch)
+        part["n_negative"] = 0 if batch.y is None else int((batch.y == 0).sum())
+        if figures is None:
+            figures = part
+        else:
+            for key in ("n_samples", "n_positive", "n_negative", "n_unlabelled", "n_missing_values"):
+                figures[key] += part[key]
+    if figures is None:  # every record skipped
+        from ..schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS
+
+        figures = {"n_samples": 0, "n_positive": 0, "n_negative": 0, "n_unlabelled": 0,
+                   "n_timesteps": N_KAGGLE_TIMESTEPS, "n_features": len(KAGGLE_PARAMETERS), "n_missing_values": 0}
+    return _with_pcc(figures)
 
 
 def summarize_paths(paths: Sequence[str | PathLike[str]], *, on_error: str = "raise",

@@ -406,9 +406,20 @@ def read_store_table(path: str | PathLike[str], *, folds: Sequence[int] | None =
     return manifest, pa.concat_tables(tables)
 
 
-def read_store(path: str | PathLike[str], *, folds: Sequence[int] | None = None, aux: bool = True) -> FlareDataset:
-    """Load a store (or the samples of some folds) as a :class:`FlareDataset`."""
-    manifest, table = read_store_table(path, folds=folds)
+def read_store(path: str | PathLike[str], *, folds: Sequence[int] | None = None,
+               aux: bool | Sequence[str] = False) -> FlareDataset:
+    """Load a store (or the samples of some folds) as a :class:`FlareDataset`.
+
+    Parameters
+    ----------
+    folds : read only the samples of these folds (row groups of other folds are skipped).
+    aux : side series to load too: ``True`` (all), or their names. Off by default: models
+        never use them, and for a full SWAN-SF store they take more memory than the features
+        (16 numeric and 11 text columns per step).
+    """
+    manifest = read_manifest(path)
+    columns = _columns(path, manifest, aux)
+    manifest, table = read_store_table(path, folds=folds, columns=columns)
     dataset = table_to_dataset(table, manifest["feature_names"], manifest["n_timesteps"], aux=aux)
     if folds is None and dataset.n_samples != manifest["counts"]["n_samples"]:
         raise StoreError(f"{path}: expected {manifest['counts']['n_samples']} samples (manifest), "
@@ -416,16 +427,32 @@ def read_store(path: str | PathLike[str], *, folds: Sequence[int] | None = None,
     return dataset
 
 
+def _columns(path, manifest: dict, aux: bool | Sequence[str]) -> list[str]:
+    base = ["id", "label", "source", "fold", "region", "start", "end", "goes_class", *manifest["feature_names"]]
+    available = manifest.get("aux_names", [])
+    if aux is True:
+        wanted = list(available)
+    elif aux is False or aux is None:
+        wanted = []
+    else:
+        wanted = list(aux)
+        unknown = [a for a in wanted if a not in available]
+        if unknown:
+            raise StoreError(f"{path}: expected side series among {available}, found request for {unknown}.")
+    return base + [AUX_PREFIX + a for a in wanted]
+
+
 def iter_store_batches(path: str | PathLike[str], *, batch_size: int = 4096, folds: Sequence[int] | None = None,
-                       aux: bool = False) -> Iterator[FlareDataset]:
+                       aux: bool | Sequence[str] = False) -> Iterator[FlareDataset]:
     """Stream a store as datasets of at most ``batch_size`` samples, in store order."""
     import pyarrow.parquet as pq
 
     path = Path(path)
     manifest = read_manifest(path)
     wanted = None if folds is None else {int(f) for f in folds}
+    columns = _columns(path, manifest, aux)
     for part in manifest["parts"]:
-        for batch in pq.ParquetFile(path / part["file"]).iter_batches(batch_size=batch_size):
+        for batch in pq.ParquetFile(path / part["file"]).iter_batches(batch_size=batch_size, columns=columns):
             import pyarrow as pa
 
             table = pa.Table.from_batches([batch])
@@ -454,12 +481,12 @@ def table_to_dataset(table, feature_names: Sequence[str], n_timesteps: int, *, a
         for field in table.schema:
             if field.name.startswith(AUX_PREFIX):
                 column = table.column(field.name).combine_chunks()
+                values = column.flatten().to_numpy(zero_copy_only=False)
                 if str(field.type.value_type) == "double":
-                    values = column.flatten().to_numpy(zero_copy_only=False)
-                    side[field.name[len(AUX_PREFIX):]] = values.astype(np.float64).reshape(n, T)
+                    values = values.astype(np.float64)
                 else:
-                    values = np.array(column.flatten().to_pylist(), dtype=object)
-                    side[field.name[len(AUX_PREFIX):]] = values.reshape(n, T)
+                    values = values.astype(object)
+                side[field.name[len(AUX_PREFIX):]] = values.reshape(n, T)
     y = None if n and (labels == UNLABELLED).all() else labels
     return FlareDataset(X=X, y=y, ids=np.asarray(table.column("id").to_numpy(zero_copy_only=False)).astype(str),
                         feature_names=tuple(feature_names), meta=meta, aux=side)
