@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import numpy as np
@@ -20,15 +21,21 @@ def kaggle_file(tmp_path_factory):
 
 
 def test_parallel_ingest_matches_the_serial_read(kaggle_file, tmp_path):
-    # tiny chunks: ~25 byte ranges over 2 spawned workers, results taken back in order
-    report = ingest(kaggle_file, tmp_path / "store", workers=2, chunk_bytes=200_000, progress=False)
-    assert report.workers == 2 and report.fast_chunks >= 20 and report.strict_chunks <= 1
+    # tiny chunks over 2 spawned workers, results taken back in order: byte ranges of the
+    # plain file, then chunks of a gzip stream that the parent decompresses and hands out
+    packed = tmp_path / "fold.jsonl.gz"
+    packed.write_bytes(gzip.compress(kaggle_file.read_bytes()))
+    report = ingest([kaggle_file, packed], tmp_path / "store", workers=2, chunk_bytes=200_000, progress=False)
+    assert report.workers == 2 and report.fast_chunks >= 40 and report.strict_chunks <= 2
     stored = read_store(tmp_path / "store")
     expected = synthetic_dataset(120, seed=8)
-    assert list(stored.ids) == list(expected.ids)
-    assert np.array_equal(stored.X, expected.X, equal_nan=True) and np.array_equal(stored.y, expected.y)
-    assert report.manifest["content_hash"] == content_hash(expected)
-    assert report.manifest["sources"][0]["n_records"] == 120
+    for half in (slice(0, 120), slice(120, 240)):
+        part = stored.subset(half)
+        assert list(part.ids) == list(expected.ids)
+        assert np.array_equal(part.X, expected.X, equal_nan=True) and np.array_equal(part.y, expected.y)
+    assert content_hash(stored.subset(slice(0, 120))) == content_hash(expected)
+    assert [s["n_records"] for s in report.manifest["sources"]] == [120, 120]
+    assert report.input_bytes == 2 * kaggle_file.stat().st_size  # bytes parsed, decompressed
 
 
 def test_errors_in_later_chunks_name_the_true_line(kaggle_file, tmp_path):

@@ -92,3 +92,19 @@ def test_cross_format_real_samples_are_identical(shared_data):
         assert swan.y[i] == kaggle.y[j] == row.classNum
         assert int(np.isnan(swan.X[i]).sum()) == row.nan_values_in_25_params
         assert swan.meta["goes_class"][i] == row.goes_class and swan.meta["region"][i] == str(row.HARPNUM)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+
+@settings(max_examples=15, deadline=None)
+@given(arrays(np.float32, (2, 60, 25), elements=st.floats(width=32, allow_infinity=False)))
+def test_any_float32_values_survive_a_swan_sf_round_trip(tmp_path_factory, X):
+    made = synthetic_dataset(2, seed=0).with_X(X)
+    folder = tmp_path_factory.mktemp("rt")
+    write_swansf(made, folder)
+    read = read_swansf(folder)
+    order = np.argsort(read.meta["start"].to_numpy())
+    assert np.array_equal(read.X[order], X, equal_nan=True)
