@@ -59,10 +59,12 @@ def load_json_line(line: bytes, *, path: str, line_number: int) -> object:
     try:  # the stdlib parser accepts NaN/Infinity and gives a clearer position
         return json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # the position within the line (the stdlib counts the line as "line 1")
+        why = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
         snippet = line[:60].decode("utf-8", "replace")
         raise DataFormatError(
             path, line=line_number, expected="one JSON object per line (Kaggle BigData Cup layout)",
-            found=f"malformed JSON ({exc}) in {snippet!r}{'...' if len(line) > 60 else ''}",
+            found=f"malformed JSON ({why}) in {snippet!r}{'...' if len(line) > 60 else ''}",
             hint=_SKIP_HINT,
         ) from None
 
