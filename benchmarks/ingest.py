@@ -21,9 +21,10 @@ What it measures, all on the same synthetic Kaggle-layout file in the same run:
 * **store read**: ``read_store`` of the result into a FlareDataset, against reading the
   same samples back from the JSON with flareseq's own in-process reader.
 
-The machine may be shared: the output records the load average before and after, and the
-CPU seconds used, so that a disturbed figure can be recognised. The last line is
-``RESULT {json}``.
+The machine may be shared: each contender runs ``--repeats`` times, interleaved, and the
+best run of each is reported (peak memory: the largest of all runs); the output records the
+load average before and after, and the CPU seconds used, so that a disturbed figure can be
+recognised. The last line is ``RESULT {json}``.
 """
 
 from __future__ import annotations
@@ -252,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--starter-mb", type=float, default=40.0,
                         help="slice of the file for the starter-kernel approach (extrapolated; default 40)")
     parser.add_argument("--data-dir", type=Path, default=REPO / "bench-data")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="runs of each contender, interleaved; the best is reported (default 2)")
     parser.add_argument("--keep-store", action="store_true", help="keep the store under --data-dir")
     args = parser.parse_args(argv)
 
@@ -267,10 +270,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"file {path.name}: {file_bytes / 1e6:.0f} MB; {os.cpu_count()} CPUs, load average {load_before[0]:.2f}; "
           f"{workers} worker(s)", file=sys.stderr)
 
-    ours = measure_flareseq(path, store, workers)
+    # Interleaved and best-of-N: on a shared machine the least disturbed run is the one that
+    # measures the code; interleaving gives both contenders the same chances.
+    ours = starter = None
+    peak = 0.0
+    for _ in range(args.repeats):
+        s = measure_starter(path, args.starter_mb, file_bytes)
+        starter = s if starter is None or s["slice_seconds"] < starter["slice_seconds"] else starter
+        o = measure_flareseq(path, store, workers)
+        peak = max(peak, o["peak_rss_mb"])
+        ours = o if ours is None or o["seconds"] < ours["seconds"] else ours
+    ours["peak_rss_mb"] = peak
     ours_mb_s = file_bytes / 1e6 / ours["seconds"]
     store_mb = _dir_mb(store)
-    starter = measure_starter(path, args.starter_mb, file_bytes)
     spark_store = args.data_dir / "ingest-bench-store-spark"
     spark, spark_why = measure_spark(path, spark_store)
     reads = measure_reads(path, store, min(args.starter_mb, 64.0))
@@ -316,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_samples": ours["n_samples"],
         "workers": ours["workers"],
         "seconds": round(ours["seconds"], 2),
+        "repeats": args.repeats,
         "cpu_seconds": round(ours["cpu_s"], 2),
         "mb_per_cpu_second": round(file_bytes / 1e6 / ours["cpu_s"], 1),
         "starter_mb_per_s": round(starter["mb_per_s"], 2),
