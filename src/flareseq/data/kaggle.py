@@ -16,7 +16,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -235,7 +234,6 @@ def _parse_chunk_strict(data: bytes, *, path: str, on_error: str, n_timesteps: i
                 error = exc
                 break
             skipped.append(SkippedRecord.from_error(exc))
-    n = len(records)
     X = np.stack([r.X for r in records]) if records else np.empty((0, n_timesteps, len(KAGGLE_PARAMETERS)), np.float32)
     return ParsedChunk(
         ids=np.array([r.id for r in records], dtype=str) if records else np.empty(0, dtype=str),
