@@ -151,3 +151,13 @@ def test_history_is_a_table():
     history = pd.DataFrame(_clf().fit(X, y, X_val=X, y_val=y).history_)
     assert len(history) == 2
     assert {"loss", "tss", "hss2", "val_loss", "val_recall"} <= set(history.columns)
+
+
+def test_nan_check_reports_position_across_chunks():
+    from flareseq.estimator import check_X
+
+    X = np.zeros((9000, 2, 2), dtype=np.float32)
+    X[8500, 1, 0] = np.nan
+    X[8999, 0, 1] = np.inf
+    with pytest.raises(FlareseqError, match=r"2 NaN or infinite value\(s\) in 2 sample\(s\), the first at sample 8500, step 1"):
+        check_X(X)
