@@ -73,7 +73,8 @@ def detect_format(path: str | PathLike[str]) -> str:
     if head.startswith(b"{"):
         return "kaggle"  # JSON lines under another suffix
     found = "an empty file" if not head else f"a file starting {head[:24]!r}"
-    hint = (" For a table of keyword time series (one row per region and time), use flareseq.data.table."
+    hint = (" For a table of keyword time series (one row per region and time), use "
+            "flareseq.data.table.read_table_windows(paths, TableSpec(...)) (config: data.format = \"table\")."
             if name.endswith((".csv", ".tsv")) else "")
     raise UnsupportedInputError(f"{path}: expected {SUPPORTED}; found {found}.{hint}")
 
