@@ -15,9 +15,10 @@ kernel), it measures:
 * inference samples/s: `predict_logits` vs `model.predict`, same batch size.
 
 Each figure is the best of `--repeats` runs (the machine is shared: the best run is the one
-least disturbed), after a warm-up epoch. Keras runs in a child process of this script (its
-own thread pools; TensorFlow and torch in one process disturb each other); TensorFlow comes
-with the optional extra (`pip install 'flareseq[bench]'`); without it the Keras column is
+least disturbed), after a warm-up epoch; flareseq's and Keras's runs alternate, so both see
+the same load. Keras runs in a child process of this script that answers requests (its own
+thread pools: TensorFlow and torch in one process disturb each other). TensorFlow comes with
+the optional extra (`pip install 'flareseq[bench]'`); without it the Keras column is
 skipped and said so.
 
 GFLOP/s: an LSTM step costs 2 * 4H * (I + H) FLOPs per sample for its two matmuls (4 gates,
@@ -89,36 +90,42 @@ def peak_gflops(threads: int, fma_units: int) -> tuple[float, str]:
 
 
 # -- torch --------------------------------------------------------------------------------
-def bench_torch(args, X, y) -> dict:
-    import torch
+class TorchRunner:
+    """flareseq's side: the real training loop and batched prediction."""
 
-    from flareseq.models import build_model
-    from flareseq.training import TrainSettings, predict_logits, train_model
+    def __init__(self, args, X, y):
+        import torch
 
-    torch.set_num_threads(args.threads)
-    out = {}
-    for name in args.models:
-        for setting, rd in SETTINGS.items():
-            torch.manual_seed(0)
-            model = build_model(name, X.shape[2], {"recurrent_dropout": rd})
-            settings = TrainSettings(epochs=1, batch_size=args.batch_size)
-            train_model(model, X[: 2 * args.batch_size], y[: 2 * args.batch_size], settings=settings, progress=False)
-            train_rates, data_share = [], []
-            for r in range(args.repeats):
-                h = train_model(model, X, y, settings=settings, random_state=r, progress=False).history
-                train_rates.append(len(X) / h["seconds"][0])
-                data_share.append(h["data_seconds"][0] / h["seconds"][0])
-            predict_logits(model, X[: args.batch_size], batch_size=args.batch_size)
-            infer_rates = []
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                predict_logits(model, X, batch_size=args.batch_size)
-                infer_rates.append(len(X) / (time.perf_counter() - t))
-            out[f"{name}/{setting}"] = {"train": max(train_rates), "infer": max(infer_rates),
-                                        "data_share": float(np.median(data_share))}
-            print(f"  torch {name:<24} {setting:<6} train {max(train_rates):>9,.0f}/s  infer {max(infer_rates):>9,.0f}/s",
-                  file=sys.stderr)
-    return out
+        torch.set_num_threads(args.threads)
+        self.args, self.X, self.y = args, X, y
+
+    def prepare(self, name: str, recurrent_dropout: float) -> None:
+        import torch
+
+        from flareseq.models import build_model
+        from flareseq.training import TrainSettings, train_model
+
+        torch.manual_seed(0)
+        self.model = build_model(name, self.X.shape[2], {"recurrent_dropout": recurrent_dropout})
+        self.settings = TrainSettings(epochs=1, batch_size=self.args.batch_size)
+        n = 2 * self.args.batch_size
+        train_model(self.model, self.X[:n], self.y[:n], settings=self.settings, progress=False)
+        self.repeat = 0
+
+    def train(self) -> tuple[float, float]:
+        from flareseq.training import train_model
+
+        self.repeat += 1
+        h = train_model(self.model, self.X, self.y, settings=self.settings, random_state=self.repeat,
+                        progress=False).history
+        return len(self.X) / h["seconds"][0], h["data_seconds"][0] / h["seconds"][0]
+
+    def infer(self) -> float:
+        from flareseq.training import predict_logits
+
+        t = time.perf_counter()
+        predict_logits(self.model, self.X, batch_size=self.args.batch_size)
+        return len(self.X) / (time.perf_counter() - t)
 
 
 # -- Keras --------------------------------------------------------------------------------
@@ -160,7 +167,7 @@ def keras_model(name: str, timesteps: int, features: int, recurrent_dropout: flo
     if name.startswith("embed"):
         embedding = layers.Dense(25, activation="relu")
         h = embedding(h)
-    if name in ("lstm",):
+    if name == "lstm":
         h = layers.LSTM(32, **drop)(h)
     elif name == "stacked-lstm":
         h = layers.LSTM(32, return_sequences=True, **drop)(h)
@@ -183,52 +190,107 @@ def keras_model(name: str, timesteps: int, features: int, recurrent_dropout: flo
     return model
 
 
-def bench_keras(args, X, y) -> dict:
+def keras_worker(args, X, y) -> None:
+    """Child process: answers one JSON request per line on stdin with one JSON line."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     tf.keras.utils.set_random_seed(0)
-    out = {}
-    for name in args.models:
-        for setting, rd in SETTINGS.items():
-            model = keras_model(name, X.shape[1], X.shape[2], rd)
-            n_params = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-            model.fit(X[: 2 * args.batch_size], y[: 2 * args.batch_size], batch_size=args.batch_size, epochs=1,
-                      verbose=0)
-            train_rates = []
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                model.fit(X, y, batch_size=args.batch_size, epochs=1, verbose=0)
-                train_rates.append(len(X) / (time.perf_counter() - t))
+    model = None
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["what"] == "prepare":
+            model = keras_model(request["name"], X.shape[1], X.shape[2], request["recurrent_dropout"])
+            n = 2 * args.batch_size
+            model.fit(X[:n], y[:n], batch_size=args.batch_size, epochs=1, verbose=0)
             model.predict(X[: args.batch_size], batch_size=args.batch_size, verbose=0)
-            infer_rates = []
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                model.predict(X, batch_size=args.batch_size, verbose=0)
-                infer_rates.append(len(X) / (time.perf_counter() - t))
-            out[f"{name}/{setting}"] = {"train": max(train_rates), "infer": max(infer_rates), "n_parameters": n_params}
-            print(f"  keras {name:<24} {setting:<6} train {max(train_rates):>9,.0f}/s  infer {max(infer_rates):>9,.0f}/s"
-                  f"  ({n_params} parameters)", file=sys.stderr)
-    return out
+            reply = {"n_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables))}
+        elif request["what"] == "train":
+            t = time.perf_counter()
+            model.fit(X, y, batch_size=args.batch_size, epochs=1, verbose=0)
+            reply = {"rate": len(X) / (time.perf_counter() - t)}
+        else:
+            t = time.perf_counter()
+            model.predict(X, batch_size=args.batch_size, verbose=0)
+            reply = {"rate": len(X) / (time.perf_counter() - t)}
+        print(json.dumps(reply), flush=True)
 
 
-def run_keras_child(args) -> dict | None:
-    try:
-        import importlib.util
+class KerasRunner:
+    """Talks to :func:`keras_worker` in a child process (TensorFlow and torch in one process
+    disturb each other's thread pools)."""
 
-        if importlib.util.find_spec("tensorflow") is None:
-            raise ImportError
-    except ImportError:
+    def __init__(self, args):
+        command = [sys.executable, __file__, "--worker", "keras", "--threads", str(args.threads), "--batch-size",
+                   str(args.batch_size), "--batches", str(args.batches), "--timesteps", str(args.timesteps),
+                   "--features", str(args.features)]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self._read()
+
+    def _read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the Keras worker stopped; see its messages above")
+        return json.loads(line)
+
+    def ask(self, **request) -> dict:
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def make_keras_runner(args) -> KerasRunner | None:
+    import importlib.util
+
+    if args.no_keras:
+        return None
+    if importlib.util.find_spec("tensorflow") is None:
         print("TensorFlow is not installed: the Keras column is skipped "
               "(pip install 'flareseq[bench]' installs tensorflow==2.21.0).", file=sys.stderr)
         return None
-    command = [sys.executable, __file__, "--worker", "keras", "--threads", str(args.threads), "--batch-size",
-               str(args.batch_size), "--batches", str(args.batches), "--repeats", str(args.repeats), "--timesteps",
-               str(args.timesteps), "--features", str(args.features), "--models", *args.models]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return KerasRunner(args)
+
+
+def measure(args, X, y) -> tuple[dict, dict | None]:
+    """Both frameworks, model by model, their repeats interleaved so both see the same load."""
+    ours, theirs = {}, None
+    torch_runner = TorchRunner(args, X, y)
+    keras_runner = make_keras_runner(args)
+    if keras_runner is not None:
+        theirs = {}
+    for name in args.models:
+        for setting, rd in SETTINGS.items():
+            key = f"{name}/{setting}"
+            torch_runner.prepare(name, rd)
+            n_params = keras_runner.ask(what="prepare", name=name, recurrent_dropout=rd)["n_parameters"] \
+                if keras_runner else None
+            train, share, infer, k_train, k_infer = [], [], [], [], []
+            for _ in range(args.repeats):
+                rate, data_share = torch_runner.train()
+                train.append(rate)
+                share.append(data_share)
+                if keras_runner:
+                    k_train.append(keras_runner.ask(what="train")["rate"])
+            for _ in range(args.repeats):
+                infer.append(torch_runner.infer())
+                if keras_runner:
+                    k_infer.append(keras_runner.ask(what="infer")["rate"])
+            ours[key] = {"train": max(train), "infer": max(infer), "data_share": float(np.median(share))}
+            line = f"  {name:<24} {setting:<6} flareseq train {max(train):>8,.0f}/s infer {max(infer):>8,.0f}/s"
+            if keras_runner:
+                theirs[key] = {"train": max(k_train), "infer": max(k_infer), "n_parameters": n_params}
+                line += f" | keras train {max(k_train):>8,.0f}/s infer {max(k_infer):>8,.0f}/s ({n_params} parameters)"
+            print(line, file=sys.stderr)
+    if keras_runner:
+        keras_runner.close()
+    return ours, theirs
 
 
 def main(argv=None) -> int:
@@ -246,13 +308,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     X, y = _data(args.batches * args.batch_size, args.timesteps, args.features)
     if args.worker == "keras":
-        print(json.dumps(bench_keras(args, X, y)))
+        keras_worker(args, X, y)
         return 0
 
     print(f"training/inference throughput: {len(X)} samples of ({args.timesteps}, {args.features}), batch "
           f"{args.batch_size}, {args.threads} threads, best of {args.repeats}", file=sys.stderr)
-    ours = bench_torch(args, X, y)
-    keras = None if args.no_keras else run_keras_child(args)
+    ours, keras = measure(args, X, y)
     peak, how = peak_gflops(args.threads, args.fma_units)
     print(f"\npeak: {how}")
     header = (f"{'model':<24} {'setting':<6} {'train/s':>9} {'keras/s':>9} {'ratio':>6} {'GFLOP/s':>8} {'%peak':>6}"
