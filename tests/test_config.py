@@ -18,11 +18,11 @@ def test_defaults_file_and_overrides_compose(tmp_path):
 
 
 def test_round_trip_through_json_and_flatten():
-    config = RunConfig().with_overrides({"data.train_folds": [1, 2], "prep.train_fraction": 0.3})
+    config = RunConfig().with_overrides({"data.split.train_folds": [1, 2], "prep.train_fraction": 0.3})
     again = RunConfig.from_dict(json.loads(config.to_json()))
     assert again == config
     flat = config.flatten()
-    assert flat["data.train_folds"] == "[1, 2]" and flat["prep.train_fraction"] == "0.3"
+    assert flat["data.split.train_folds"] == "[1, 2]" and flat["prep.train_fraction"] == "0.3"
     assert flat["model.name"] == "lstm"
 
 

@@ -37,3 +37,8 @@ def test_no_grid_is_one_run():
 def test_bad_grids(grid, match):
     with pytest.raises(ConfigError, match=match):
         expand_grid({"grid": grid})
+
+
+def test_user_overrides_win_over_grid_values():
+    experiment = expand_grid({"grid": {"zip": {"training.epochs": [10, 20]}}}, overrides=["training.epochs=2"])
+    assert [r.training.epochs for r in experiment.runs] == [2, 2]

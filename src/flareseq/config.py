@@ -23,37 +23,25 @@ from .errors import ConfigError
 class DataConfig:
     """Where the samples come from and how they are split into train/validation/test.
 
-    ``path`` is ``"synthetic"`` (generated, seeded) or any input :func:`flareseq.load_dataset`
-    reads: a store, a Kaggle JSON-lines file, a SWAN-SF folder, or (with ``format="table"``)
-    keyword tables. ``split`` is ``"folds"`` (by the ``fold`` metadata: fold files, SWAN-SF
-    partitions, SMARP fold files), ``"regions"`` (group split by active region), ``"time"``
-    (by window end), or ``"random"`` (sample-level; leaks between overlapping windows, so it is
-    refused unless ``allow_leaky_split`` is set, and reports mark it).
+    ``path`` is ``"synthetic"`` (generated in memory, seeded) or any input
+    :func:`flareseq.load_dataset` reads: a store, a Kaggle JSON-lines file, a SWAN-SF folder.
+    With ``format = "table"``, ``path`` is one or more keyword tables (glob patterns allowed)
+    read with the options in ``table`` (:class:`flareseq.data.table_spec.TableSpec`'s fields).
+    ``features`` keeps only the named series (all when empty). ``split`` holds the options of
+    :func:`flareseq.splits.split_from_config`: ``method`` is ``"fold"`` (fold files, SWAN-SF
+    partitions), ``"region"`` (group split by active region), ``"time"`` or ``"random"``
+    (leaky; refused unless ``allow_leaky_split = true``), with that method's own keys.
     """
 
     path: str = "synthetic"
     format: str = "auto"
     synthetic_samples: int = 6000
     synthetic_seed: int = 2019
-    split: str = "folds"
-    train_folds: tuple[int, ...] = (1,)
-    val_folds: tuple[int, ...] = (2,)
-    test_folds: tuple[int, ...] = (3,)
-    val_share: float = 0.2
-    test_share: float = 0.2
-    split_time: str = ""
-    allow_leaky_split: bool = False
     features: tuple[str, ...] = ()
-    # Keyword tables (format = "table"): see flareseq.data.table.TableSpec.
-    region_columns: tuple[str, ...] = ()
-    time_column: str = ""
-    label_column: str = ""
-    window: int = 0
-    cadence_minutes: float = 0.0
-    cadence_tolerance_minutes: float = 0.0
-    max_missing_steps: int = 0
-    stride: int = 1
-    fold_from_filename: bool = True
+    table: Mapping[str, Any] = field(default_factory=dict)
+    split: Mapping[str, Any] = field(
+        default_factory=lambda: {"method": "fold", "train_folds": [1], "validation_folds": [2], "test_folds": [3]}
+    )
 
 
 @dataclass(frozen=True)
@@ -276,7 +264,7 @@ def _set_dotted(nested: dict[str, Any], key: str, value: Any) -> None:
                 f"unknown configuration key {key!r}. Valid keys are: {', '.join(valid_keys())}."
             )
         node = node[part]
-    if parts[-1] not in node and not (len(parts) >= 2 and parts[-2] in ("params", "class_weight")):
+    if parts[-1] not in node and not (len(parts) >= 2 and parts[-2] in ("params", "class_weight", "table", "split")):
         raise ConfigError(f"unknown configuration key {key!r}. Valid keys are: {', '.join(valid_keys())}.")
     node[parts[-1]] = value
 

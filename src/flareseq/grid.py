@@ -40,7 +40,8 @@ class Experiment:
 
 
 def load_experiment(path: str | PathLike[str], overrides: Iterable[str] = ()) -> Experiment:
-    """Read an experiment file; ``overrides`` (``section.key=value``) apply to every run."""
+    """Read an experiment file; ``overrides`` (``section.key=value``) apply to every run,
+    after the grid's own values."""
     values = load_toml(path)
     return expand_grid(values, overrides=overrides, where=str(path), default_name=Path(path).stem)
 
@@ -55,7 +56,8 @@ def expand_grid(
     values = dict(values)
     grid = dict(values.pop("grid", {}))
     zipped = dict(grid.pop("zip", {}))
-    base = RunConfig.from_dict(values, where=where).with_overrides(list(overrides))
+    base = RunConfig.from_dict(values, where=where)
+    overrides = list(overrides)
     name = base.name or default_name
 
     for key, options in {**grid, **zipped}.items():
@@ -72,7 +74,8 @@ def expand_grid(
     runs = []
     for cross in crossed:
         for index, row in enumerate(zip_rows, start=1):
-            config = base.with_overrides({**cross, **row})
+            # The user's overrides come last: `--set training.epochs=2` holds for every run.
+            config = base.with_overrides({**cross, **row}).with_overrides(overrides)
             label = "-".join(_short(v) for v in cross.values()) or name
             run_name = f"{label}-c{index}" if zipped else label
             runs.append(replace(config, name=run_name))
