@@ -214,7 +214,7 @@ def measure_spark(path: Path, store: Path) -> tuple[dict | None, str]:
         return None, "flareseq.data.spark has no ingest_spark(inputs, out) yet"
     try:
         started = time.perf_counter()
-        result = run([str(path)], str(store), overwrite=True)
+        result = run([str(path)], str(store), overwrite=True, progress=False)
         seconds = time.perf_counter() - started
     except Exception as exc:  # noqa: BLE001 - a missing Java or pyspark must not sink the other figures
         return None, f"Spark ingest failed: {type(exc).__name__}: {exc}"
@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=REPO / "bench-data")
     parser.add_argument("--repeats", type=int, default=2,
                         help="runs of each contender, interleaved; the best is reported (default 2)")
+    parser.add_argument("--no-spark", action="store_true", help="skip the Spark column (it takes minutes)")
     parser.add_argument("--keep-store", action="store_true", help="keep the store under --data-dir")
     args = parser.parse_args(argv)
 
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     ours_mb_s = file_bytes / 1e6 / ours["seconds"]
     store_mb = _dir_mb(store)
     spark_store = args.data_dir / "ingest-bench-store-spark"
-    spark, spark_why = measure_spark(path, spark_store)
+    spark, spark_why = (None, "skipped (--no-spark)") if args.no_spark else measure_spark(path, spark_store)
     reads = measure_reads(path, store, min(args.starter_mb, 64.0))
     load_after = os.getloadavg()
     if not args.keep_store:
@@ -317,8 +318,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{reads['json_read_s_extrapolated'] / reads['read_store_s']:.1f}x faster")
     print(f"  load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} "
           "(other work on a shared machine lowers every figure)")
-    if spark is not None and spark.get("content_hash") not in (None, ours["content_hash"]):
-        print("  WARNING: the Spark store's content hash differs from flareseq's", file=sys.stderr)
+    if spark is not None:
+        same = spark.get("content_hash") == ours["content_hash"]
+        print(f"  Spark store content hash: {'identical to' if same else 'DIFFERENT from'} flareseq's "
+              f"({ours['content_hash'][:23]}...)")
     result = {
         "mb_per_s": round(ours_mb_s, 1),
         "peak_rss_mb": round(ours["peak_rss_mb"], 1),
@@ -334,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         "starter_mb_per_s": round(starter["mb_per_s"], 2),
         "starter_extrapolated_from_mb": round(starter["slice_mb"], 1),
         "spark_mb_per_s": None if spark is None else round(spark["mb_per_s"], 1),
+        "spark_same_content_hash": None if spark is None else spark.get("content_hash") == ours["content_hash"],
         "store_mb": round(store_mb, 1),
         "read_store_s": round(reads["read_store_s"], 2),
         "read_store_speedup_vs_json": round(reads["json_read_s_extrapolated"] / reads["read_store_s"], 1),
