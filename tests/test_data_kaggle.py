@@ -110,3 +110,17 @@ def test_any_numbers_parse_alike_on_both_paths(special, sample_id, label):
         assert chunk.fast == fast
         assert np.array_equal(chunk.X[0], expected, equal_nan=True)
         assert chunk.ids[0] == str(sample_id) and chunk.labels[0] == label and list(chunk.folds) == [2, 3]
+
+
+def test_crlf_line_ends_and_blank_lines(synth_file, tmp_path):
+    lines = synth_file.read_bytes().splitlines()
+    crlf = tmp_path / "crlf.json"
+    crlf.write_bytes(b"\r\n".join(lines) + b"\r\n")
+    chunk = parse_kaggle_chunk(crlf.read_bytes(), path="x")
+    assert chunk.fast and chunk.n_samples == 40
+    assert np.array_equal(read_kaggle(crlf).X, read_kaggle(synth_file).X, equal_nan=True)
+    gaps = tmp_path / "gaps.json"
+    gaps.write_bytes(lines[0] + b"\n\n   \n" + b"\n".join(lines[1:]) + b"\n")
+    chunk = parse_kaggle_chunk(gaps.read_bytes(), path="x")
+    assert not chunk.fast and chunk.n_samples == 40 and chunk.n_blank == 2 and chunk.n_lines == 42
+    assert list(chunk.lines[:2]) == [1, 4]  # line numbers count the blank lines
