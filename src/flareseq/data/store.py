@@ -345,44 +345,93 @@ def _filters(folds: Sequence[int] | None):
     return [("fold", "in", [int(f) for f in folds])]
 
 
-def read_store_table(path: str | PathLike[str], *, folds: Sequence[int] | None = None, columns=None):
-    """The store's rows as one Arrow table (optionally only some folds and columns)."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    manifest = read_manifest(path)
+def _part_files(path: Path, manifest: dict) -> list[Path]:
     files = [path / p["file"] for p in manifest["parts"]]
     missing = [f.name for f in files if not f.exists()]
     if missing:
         raise StoreError(f"{path}: expected the parts listed in {MANIFEST_NAME}, found {missing} missing. "
                          "Re-run `flareseq ingest`.")
+    return files
+
+
+def read_store_table(path: str | PathLike[str], *, folds: Sequence[int] | None = None, columns=None):
+    """The store's manifest and rows as one Arrow table (optionally only some folds and columns)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    files = _part_files(path, manifest)
     if not files:
         return manifest, arrow_schema(manifest["feature_names"], manifest["n_timesteps"]).empty_table()
-    tables = [pq.read_table(f, filters=_filters(folds), columns=columns) for f in files]
-    import pyarrow as pa
-
-    return manifest, pa.concat_tables(tables)
+    return manifest, pa.concat_tables([pq.read_table(f, filters=_filters(folds), columns=columns) for f in files])
 
 
 def read_store(path: str | PathLike[str], *, folds: Sequence[int] | None = None,
                aux: bool | Sequence[str] = False) -> FlareDataset:
     """Load a store (or the samples of some folds) as a :class:`FlareDataset`.
 
+    ``X`` is allocated once at its final size and filled row group by row group, so the peak
+    memory is the arrays plus one row group (the full Kaggle folds: ~1.2 GB, not three times
+    that).
+
     Parameters
     ----------
-    folds : read only the samples of these folds (row groups of other folds are skipped).
+    folds : read only the samples of these folds.
     aux : side series to load too: ``True`` (all), or their names. Off by default: models
         never use them, and for a full SWAN-SF store they take more memory than the features
         (16 numeric and 11 text columns per step).
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
     manifest = read_manifest(path)
+    files = _part_files(path, manifest)
+    names, T = manifest["feature_names"], int(manifest["n_timesteps"])
     columns = _columns(path, manifest, aux)
-    manifest, table = read_store_table(path, folds=folds, columns=columns)
-    dataset = table_to_dataset(table, manifest["feature_names"], manifest["n_timesteps"], aux=aux)
-    if folds is None and dataset.n_samples != manifest["counts"]["n_samples"]:
-        raise StoreError(f"{path}: expected {manifest['counts']['n_samples']} samples (manifest), "
-                         f"found {dataset.n_samples}. The store is damaged; re-run `flareseq ingest`.")
-    return dataset
+    masks = None
+    if folds is None:
+        n = int(manifest["counts"]["n_samples"])
+    else:  # the small fold column first, so that X is allocated once at its final size
+        wanted = [int(f) for f in folds]
+        masks = [np.isin(pq.read_table(f, columns=["fold"]).column("fold").to_numpy(zero_copy_only=False), wanted)
+                 for f in files]
+        n = int(sum(int(m.sum()) for m in masks))
+    X = np.empty((n, T, len(names)), dtype=np.float32)
+    rest, pos = [], 0
+    for k, file in enumerate(files):
+        offset = 0
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=65536, columns=columns):
+            table = pa.Table.from_batches([batch])
+            if masks is not None:
+                keep = masks[k][offset : offset + table.num_rows]
+                offset += table.num_rows
+                if not keep.all():
+                    table = table.filter(pa.array(keep))
+            rows = table.num_rows
+            if rows == 0:
+                continue
+            if pos + rows > n:
+                raise StoreError(f"{path}: expected {n} samples (manifest), found more. The store is damaged; "
+                                 "re-run `flareseq ingest`.")
+            X[pos : pos + rows] = _features_block(table, names, rows, T)
+            rest.append(table.drop_columns(names))
+            pos += rows
+    if pos != n:
+        raise StoreError(f"{path}: expected {n} samples (manifest), found {pos}. The store is damaged; "
+                         "re-run `flareseq ingest`.")
+    small = pa.concat_tables(rest) if rest else arrow_schema(names, T).empty_table().drop_columns(names)
+    return table_to_dataset(small, names, T, aux=aux, X=X)
+
+
+def _features_block(table, names: Sequence[str], rows: int, T: int) -> np.ndarray:
+    """``(rows, T, F)`` float32 from the feature columns: feature-major contiguous copies,
+    then one 2-D transpose (4x faster than writing each feature into a strided slot)."""
+    by_feature = np.empty((len(names), rows * T), dtype=np.float32)
+    for j, name in enumerate(names):
+        by_feature[j] = _fixed_list_values(table.column(name))
+    return np.ascontiguousarray(by_feature.T).reshape(rows, T, len(names))
 
 
 def _columns(path, manifest: dict, aux: bool | Sequence[str]) -> list[str]:
@@ -421,15 +470,12 @@ def iter_store_batches(path: str | PathLike[str], *, batch_size: int = 4096, fol
                 yield table_to_dataset(table, manifest["feature_names"], manifest["n_timesteps"], aux=aux)
 
 
-def table_to_dataset(table, feature_names: Sequence[str], n_timesteps: int, *, aux: bool = True) -> FlareDataset:
+def table_to_dataset(table, feature_names: Sequence[str], n_timesteps: int, *, aux=True,
+                     X: np.ndarray | None = None) -> FlareDataset:
+    """A dataset from store rows (``X`` given when the feature columns were read already)."""
     n, T = table.num_rows, int(n_timesteps)
-    # feature-major first (contiguous copies), then one transpose: 4x faster than writing
-    # each feature into a strided (n, T, F) slot
-    by_feature = np.empty((len(feature_names), n * T), dtype=np.float32)
-    for j, name in enumerate(feature_names):
-        by_feature[j] = _fixed_list_values(table.column(name))
-    X = np.ascontiguousarray(by_feature.T).reshape(n, T, len(feature_names))
-    del by_feature
+    if X is None:
+        X = _features_block(table, feature_names, n, T)
     labels = table.column("label").to_numpy().astype(np.int8)
     meta = empty_meta(n)
     meta["source"] = pd.array(table.column("source").to_pylist(), dtype="string")
