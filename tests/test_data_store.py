@@ -135,3 +135,20 @@ def test_canonical_record_layout_by_hand():
     header = b'flareseq-content-v1\n{"feature_names":["a","b"],"n_timesteps":2}\n'
     expected = hashlib.sha256(header + hashlib.sha256(record).digest()).hexdigest()
     assert content_hash(dataset) == "sha256:" + expected
+
+
+def test_fold_reads_across_parts_and_batches(tmp_path, dataset, monkeypatch):
+    import flareseq.data.store as store
+
+    with StoreWriter(tmp_path / "store", feature_names=dataset.feature_names, n_timesteps=60,
+                     row_group_size=32) as writer:
+        writer.write(dataset.subset(slice(0, 130)))
+        writer.new_part()
+        writer.write(dataset.subset(slice(130, None)))
+    monkeypatch.setattr(store, "READ_BATCH_ROWS", 45)  # batches that cut row groups and parts
+    for folds in ([2], [1, 3], None):
+        got = read_store(tmp_path / "store", folds=folds)
+        keep = np.ones(300, bool) if folds is None else dataset.meta["fold"].isin(folds).to_numpy(bool)
+        expected = dataset.subset(keep)
+        assert list(got.ids) == list(expected.ids)
+        assert np.array_equal(got.X, expected.X, equal_nan=True) and np.array_equal(got.y, expected.y)

@@ -43,6 +43,7 @@ SKIPPED_NAME = "skipped.tsv"
 AUX_PREFIX = "aux__"
 DEFAULT_ROW_GROUP_SIZE = 4096
 DEFAULT_PART_ROWS = 1_000_000
+READ_BATCH_ROWS = 65_536  # rows per Arrow batch when read_store fills X
 
 
 def _labels(dataset: FlareDataset) -> np.ndarray:
@@ -402,7 +403,7 @@ def read_store(path: str | PathLike[str], *, folds: Sequence[int] | None = None,
     rest, pos = [], 0
     for k, file in enumerate(files):
         offset = 0
-        for batch in pq.ParquetFile(file).iter_batches(batch_size=65536, columns=columns):
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
             table = pa.Table.from_batches([batch])
             if masks is not None:
                 keep = masks[k][offset : offset + table.num_rows]
