@@ -11,9 +11,14 @@ import zipfile
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..dataset import FlareDataset, concat_datasets
 from ..errors import UnsupportedInputError
+
+if TYPE_CHECKING:
+    from ..dataset import FlareDataset
+
+# Nothing heavy at import time (no pandas, no pyarrow): ingest workers import this package.
 
 SUPPORTED = (
     "a store directory (from `flareseq ingest`), a Kaggle BigData Cup JSON-lines file "
@@ -93,6 +98,8 @@ def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
     aux : keep the side series (SWAN-SF's non-feature columns). Default: yes for files, no
         for a store (see :func:`~flareseq.data.store.read_store`; pass ``True`` or names).
     """
+    from ..dataset import FlareDataset, concat_datasets
+
     if not isinstance(path, (str, PathLike)):
         parts = [load_dataset(p, folds=folds, on_error=on_error, progress=progress, skips=skips, aux=aux)
                  for p in path]

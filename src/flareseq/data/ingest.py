@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS
@@ -35,8 +36,12 @@ from .kaggle import (
     parse_kaggle_chunk,
 )
 from .skips import SkipLog, check_on_error
-from .store import StoreWriter
-from .swansf import NUMERIC_COLUMNS, STRING_COLUMNS
+
+if TYPE_CHECKING:
+    from .store import StoreWriter
+
+# The store and SWAN-SF modules (pandas, pyarrow.parquet) are imported in ingest() only:
+# the worker processes import this module and need just the parser.
 
 
 @dataclass
@@ -101,8 +106,8 @@ def ingest(
     workers : worker processes for Kaggle files (default: the usable cores, at most 8).
     """
     from . import detect_format
-    from .store import iter_store_batches, read_manifest
-    from .swansf import iter_swansf_batches
+    from .store import StoreWriter, iter_store_batches, read_manifest
+    from .swansf import NUMERIC_COLUMNS, STRING_COLUMNS, iter_swansf_batches
 
     check_on_error(on_error)
     paths = [Path(inputs)] if isinstance(inputs, (str, PathLike)) else [Path(p) for p in inputs]

@@ -23,15 +23,21 @@ from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import orjson
-import pandas as pd
 
-from ..dataset import FlareDataset, concat_datasets, empty_meta
 from ..errors import DataFormatError
 from ..schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS, UNLABELLED
 from .kaggle_fast import make_layout, parse_chunk_fast
 from .skips import SkipLog, SkippedRecord, check_on_error
+
+if TYPE_CHECKING:
+    from ..dataset import FlareDataset
+
+# pandas and the dataset container are imported where used: parsing (what ingest workers
+# do) needs only numpy, orjson and pyarrow.
 
 KAGGLE_SUFFIXES = (".json", ".jsonl", ".ndjson")
 _PARAMETER_SET = frozenset(KAGGLE_PARAMETERS)
@@ -176,6 +182,10 @@ class ParsedChunk:
                        fold_known=self.fold_known[mask], X=self.X[mask], lines=self.lines[mask])
 
     def to_dataset(self, source: str) -> FlareDataset:
+        import pandas as pd
+
+        from ..dataset import FlareDataset, empty_meta
+
         n = self.n_samples
         meta = empty_meta(n)
         meta["source"] = pd.array([source] * n, dtype="string")
@@ -386,6 +396,8 @@ def _iter_source(source: ByteSource, batch_size, on_error, skips, n_timesteps, c
 
 def read_kaggle(path: str | PathLike[str], **options) -> FlareDataset:
     """Read a whole Kaggle file into memory (see :func:`iter_kaggle_batches` for options)."""
+    from ..dataset import FlareDataset, concat_datasets
+
     batches = list(iter_kaggle_batches(path, **options))
     batches = [b for b in batches if b.n_samples] or batches[:1]
     if not batches:
@@ -398,6 +410,8 @@ def read_kaggle(path: str | PathLike[str], **options) -> FlareDataset:
 
 
 def _empty_dataset(n_timesteps: int) -> FlareDataset:
+    from ..dataset import FlareDataset, empty_meta
+
     return FlareDataset(X=np.empty((0, n_timesteps, len(KAGGLE_PARAMETERS)), np.float32), y=np.empty(0, np.int8),
                         ids=np.empty(0, dtype=str), feature_names=KAGGLE_PARAMETERS, meta=empty_meta(0))
 
