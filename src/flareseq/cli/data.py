@@ -27,6 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="worker processes for Kaggle files (default: the usable cores, at most 8)")
     ingest.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ingest.add_argument("--engine", choices=("local", "spark"), default="local",
+                        help="local: worker processes on this machine (default); spark: Apache Spark, the same "
+                        "store (needs pip install 'flareseq[spark]' and Java 17)")
+    ingest.add_argument("--master", default="local[*]", metavar="URL",
+                        help="--engine spark: the Spark master (default local[*]; spark://HOST:7077, yarn, ...)")
+    ingest.add_argument("--fraction", type=float, default=None, metavar="F",
+                        help="--engine spark: keep a seeded random fraction F of the samples (the draw of "
+                        "flareseq.prep.sample_fraction)")
+    ingest.add_argument("--stratify", action="store_true", help="with --fraction: keep each label's share")
+    ingest.add_argument("--seed", type=int, default=0, help="with --fraction: the draw's seed (default 0)")
     from .table_options import add_table_arguments
 
     add_table_arguments(ingest)  # keyword tables: --table-spec FILE.toml or the flags
@@ -80,8 +90,20 @@ def _run_ingest(args: argparse.Namespace) -> int:
         print(ingest_tables(args.inputs, args, args.out, overwrite=args.overwrite, progress=_progress(args)))
         return 0
 
-    report = ingest(args.inputs, args.out, on_error=args.on_error, workers=args.workers,
-                    overwrite=args.overwrite, progress=_progress(args))
+    if args.engine == "spark":
+        from ..data.spark import ingest_spark
+
+        report = ingest_spark(args.inputs, args.out, master=args.master, fraction=args.fraction,
+                              stratify=args.stratify, seed=args.seed, on_error=args.on_error,
+                              overwrite=args.overwrite, progress=_progress(args))
+    elif args.fraction is not None or args.stratify:
+        from ..errors import ConfigError
+
+        raise ConfigError("--fraction and --stratify sample at ingest with --engine spark; with the local engine, "
+                          "ingest everything and sample with flareseq.prep.sample_fraction (the same draw).")
+    else:
+        report = ingest(args.inputs, args.out, on_error=args.on_error, workers=args.workers,
+                        overwrite=args.overwrite, progress=_progress(args))
     print(report.summary())
     if len(report.skips):
         print(f"flareseq ingest: {len(report.skips)} bad record(s) skipped; see {Path(args.out) / 'skipped.tsv'}",
