@@ -67,3 +67,20 @@ def test_mixed_inputs_keep_side_series(kaggle_file, shared_data, tmp_path):
     assert again.manifest["content_hash"] == report.manifest["content_hash"]
     total, _ = summarize_paths([tmp_path / "copy"])
     assert total["n_samples"] == 132 and total["n_positive"] == stored.n_positive
+
+
+def test_swan_sf_folder_in_parallel_equals_the_serial_read(tmp_path, monkeypatch):
+    import flareseq.data.ingest as ingest_module
+    from flareseq.data.swansf import write_swansf
+
+    write_swansf(synthetic_dataset(40, seed=9), tmp_path / "swan")
+    bad = next((tmp_path / "swan").rglob("*.csv"))
+    bad.rename(bad.with_name("not-a-sample.csv"))
+    serial = ingest(tmp_path / "swan", tmp_path / "serial", workers=1, on_error="skip", progress=False)
+    monkeypatch.setattr(ingest_module, "SWANSF_FILES_PER_TASK", 6)  # 7 tasks over 2 workers
+    parallel = ingest(tmp_path / "swan", tmp_path / "parallel", workers=2, on_error="skip", progress=False)
+    assert parallel.workers == 2
+    assert parallel.manifest["content_hash"] == serial.manifest["content_hash"]
+    assert parallel.manifest["sources"] == serial.manifest["sources"]
+    assert parallel.manifest["sources"][0]["n_records"] == 40 and parallel.manifest["n_skipped"] == 1
+    assert [r.path for r in parallel.skips.records] == [str(bad.with_name("not-a-sample.csv"))]

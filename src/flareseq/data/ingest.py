@@ -141,10 +141,14 @@ def ingest(
                         info = _ingest_kaggle(source, writer, pool, on_error, skips, n_timesteps, progress, report)
                         writer.add_source(info)
                 elif fmt == "swansf":
-                    counts: dict = {}
+                    counts: dict = {"n_records": 0, "n_read": 0}
                     before = len(skips)
-                    for batch in iter_swansf_batches(path, on_error=on_error, skips=skips, n_timesteps=n_timesteps,
-                                                     progress=progress, counts=counts):
+                    if Path(path).is_dir() and workers > 1:
+                        batches = _swansf_in_parallel(path, pool, on_error, skips, n_timesteps, progress, counts)
+                    else:
+                        batches = iter_swansf_batches(path, on_error=on_error, skips=skips, n_timesteps=n_timesteps,
+                                                      progress=progress, counts=counts)
+                    for batch in batches:
                         writer.write(batch)
                     report.input_bytes += _size(path)
                     writer.add_source({"path": str(path), "format": "swansf", "n_records": counts["n_records"],
@@ -217,6 +221,36 @@ def _ingest_kaggle(source: ByteSource, writer: StoreWriter, pool: _Pool, on_erro
             "n_skipped": n_skipped, "n_blank_lines": n_blank}
 
 
+def _swansf_in_parallel(path: Path, pool: _Pool, on_error: str, skips: SkipLog, n_timesteps: int,
+                        progress: bool | None, counts: dict):
+    """A SWAN-SF folder's files (sorted by path, as the serial reader) parsed by the workers
+    in batches, yielded in order; a small folder is read in this process."""
+    from tqdm.auto import tqdm
+
+    from .swansf import iter_swansf_batches, parse_swansf_files
+
+    files = [str(f) for f in sorted(Path(path).rglob("*.csv"))]  # the serial reader's order
+    if len(files) < 4 * SWANSF_FILES_PER_TASK:  # not worth the workers' start-up
+        yield from iter_swansf_batches(path, on_error=on_error, skips=skips, n_timesteps=n_timesteps,
+                                       progress=progress, counts=counts)
+        return
+    source = Path(path).name
+    groups = [files[i : i + SWANSF_FILES_PER_TASK] for i in range(0, len(files), SWANSF_FILES_PER_TASK)]
+    with tqdm(total=len(files), unit=" files", desc=f"ingesting {source}", disable=_progress_disabled(progress),
+              leave=False) as bar:
+        for group, (dataset, skipped) in zip(groups, pool.map_ordered(parse_swansf_files, groups, source, on_error,
+                                                                       n_timesteps)):
+            counts["n_records"] += len(group)
+            counts["n_read"] += 0 if dataset is None else dataset.n_samples
+            skips.extend(skipped)
+            bar.update(len(group))
+            if dataset is not None:
+                yield dataset
+
+
+SWANSF_FILES_PER_TASK = 1024
+
+
 class _Pool:
     """Worker processes (started on first use) that parse chunks, results in input order."""
 
@@ -237,6 +271,22 @@ class _Pool:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+
+    def map_ordered(self, function, items, *args):
+        """``function(item, *args)`` for each item in the workers, results in order, at most
+        ``2 x workers`` in flight."""
+        executor = self._get()
+        window: deque[Future] = deque()
+        try:
+            for item in items:
+                window.append(executor.submit(function, item, *args))
+                if len(window) >= 2 * self.workers:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            for future in window:
+                future.cancel()
 
     def parse(self, source: ByteSource, on_error: str, n_timesteps: int):
         """Yield ``(ParsedChunk, bytes consumed)`` in input order."""

@@ -209,28 +209,53 @@ def iter_swansf_batches(
     for display, name, content in tqdm(iter_swansf_files(path), desc=f"reading {source}", unit=" files",
                                        disable=_progress_disabled(progress), leave=False):
         counts["n_records"] += 1
-        try:
-            text = content.decode("utf-8")
-            batch.append(parse_sample(text, path=display, name=name, n_timesteps=n_timesteps))
+        sample = _parse_entry(display, name, content, on_error, skips, n_timesteps)
+        if sample is not None:
+            batch.append(sample)
             counts["n_read"] += 1
-        except UnicodeDecodeError as exc:
-            error = DataFormatError(display, expected="UTF-8 text", found=f"undecodable bytes ({exc.reason})",
-                                    hint=_SKIP_HINT)
-            if on_error == "raise":
-                raise error from None
-            skips.add(SkippedRecord.from_error(error))
-        except DataFormatError as exc:
-            if on_error == "raise":
-                raise
-            skips.add(SkippedRecord.from_error(exc))
         if len(batch) >= batch_size:
             yield _to_dataset(batch, source, n_timesteps)
             batch = []
     if counts["n_records"] == 0:
-        raise DataFormatError(str(path), expected=f"SWAN-SF sample files named {NAME_FORMAT}",
-                              found="no .csv file", hint="Point flareseq at a partition folder or its archive.")
+        raise no_files_error(path)
     if batch:
         yield _to_dataset(batch, source, n_timesteps)
+
+
+def no_files_error(path) -> DataFormatError:
+    return DataFormatError(str(path), expected=f"SWAN-SF sample files named {NAME_FORMAT}",
+                           found="no .csv file", hint="Point flareseq at a partition folder or its archive.")
+
+
+def _parse_entry(display: str, name: str, content: bytes, on_error: str, skips: SkipLog,
+                 n_timesteps: int) -> SwanSample | None:
+    """One file's sample, or ``None`` when it was skipped (``on_error="skip"``)."""
+    try:
+        return parse_sample(content.decode("utf-8"), path=display, name=name, n_timesteps=n_timesteps)
+    except UnicodeDecodeError as exc:
+        error = DataFormatError(display, expected="UTF-8 text", found=f"undecodable bytes ({exc.reason})",
+                                hint=_SKIP_HINT)
+        if on_error == "raise":
+            raise error from None
+        skips.add(SkippedRecord.from_error(error))
+    except DataFormatError as exc:
+        if on_error == "raise":
+            raise
+        skips.add(SkippedRecord.from_error(exc))
+    return None
+
+
+def parse_swansf_files(files: list[str], source: str, on_error: str, n_timesteps: int = N_KAGGLE_TIMESTEPS):
+    """Parse the SWAN-SF files ``files`` (paths, in order): ``(dataset or None, skipped
+    records)``; what the ingest workers run on a batch of a folder's files."""
+    skips = SkipLog()
+    samples = []
+    for f in files:
+        path = Path(f)
+        sample = _parse_entry(str(path), path.name, path.read_bytes(), on_error, skips, n_timesteps)
+        if sample is not None:
+            samples.append(sample)
+    return (_to_dataset(samples, source, n_timesteps) if samples else None), skips.records
 
 
 def _to_dataset(samples: list[SwanSample], source: str, n_timesteps: int) -> FlareDataset:
