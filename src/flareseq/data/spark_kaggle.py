@@ -87,8 +87,9 @@ def kaggle_frame(spark, uri: str, n_timesteps: int):
 
     value, p, X = F.col("value"), F.col("p"), F.col("X")
     trimmed = F.trim(value, F.lit(_JSON_SPACE))
-    n_keys = (F.lit(2 + F_ + F_ * n_timesteps) + p["classNum"].isNotNull().cast("int")
-              + p["fold"].isNotNull().cast("int"))
+    # "fold": null is a key too (the local parser reads it as an unknown fold)
+    fold_key = F.when(p["fold"].isNotNull(), True).otherwise(value.rlike(r'"fold"\s*:\s*null'))
+    n_keys = (F.lit(2 + F_ + F_ * n_timesteps) + p["classNum"].isNotNull().cast("int") + fold_key.cast("int"))
     quotes = count(value, '"')
     int_id = (quotes == 2 * n_keys) & p["id"].rlike(_INT_ID)
     # one string value besides the keys, and it is the id's; "NaN" inside it would be
