@@ -118,7 +118,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    baselines: tuple[str, ...] = ("climatology", "logistic", "gradient-boosting")
+    baselines: tuple[str, ...] = ("climatology", "logistic-summary", "gboost-summary")
     name: str = ""
 
     # -- building ----------------------------------------------------------------------

@@ -1,0 +1,241 @@
+"""Commands of the main job: train, experiments, evaluate, predict, report, ui."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError, FlareseqError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train and score one run, tracked in MLflow")
+    p.add_argument("--config", help="a run configuration (TOML); defaults otherwise")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("experiments", help="every run of an experiment file (resumable), then the report")
+    p.add_argument("grid", help="an experiment file, e.g. experiments/study.toml")
+    _add_run_options(p)
+    p.add_argument("--no-baselines", action="store_true", help="skip the baseline runs")
+    p.add_argument("--no-report", action="store_true", help="do not write the report afterwards")
+    p.set_defaults(func=cmd_experiments)
+
+    p = subparsers.add_parser("evaluate", help="score a run's model on labelled data")
+    p.add_argument("run", help="a run id, a run name (in --experiment), or a saved model folder")
+    p.add_argument("--data", required=True, help="labelled data: a store, Kaggle JSON lines or SWAN-SF")
+    _add_tracking_options(p)
+    p.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = subparsers.add_parser("predict", help="forecast new data with a run's model")
+    p.add_argument("run", help="a run id, a run name (in --experiment), or a saved model folder")
+    p.add_argument("--data", required=True, help="data to forecast (labels, if any, are ignored)")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--format", choices=("auto", "csv", "kaggle"), default="auto",
+                   help="csv: id, probability, label; kaggle: the competition's Id,ClassLabel submission "
+                        "(auto: kaggle for Kaggle JSON-lines input)")
+    _add_tracking_options(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = subparsers.add_parser("report", help="write the report (Markdown + HTML) of an experiment")
+    _add_tracking_options(p)
+    p.add_argument("--out", help="folder for the report (default: OUTPUT_DIR/reports/EXPERIMENT)")
+    p.set_defaults(func=cmd_report)
+
+    p = subparsers.add_parser("ui", help="the MLflow UI on 127.0.0.1, pointed at the tracking store")
+    _add_tracking_options(p)
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_ui)
+
+
+def _add_run_options(p) -> None:
+    p.add_argument("--data", help="data path (overrides data.path): a store, Kaggle JSON lines, SWAN-SF, or tables")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a configuration value (repeatable), e.g. --set training.epochs=5")
+    p.add_argument("--name", help="run name (train) or experiment name (experiments)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_tracking_options(p) -> None:
+    p.add_argument("--experiment", default="flareseq", help="MLflow experiment name (default: flareseq)")
+    p.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
+                                                      "a SQLite file in --output-dir)")
+    p.add_argument("--output-dir", default="runs", help="where the default SQLite store lives (default: runs)")
+
+
+def _overrides(args) -> list[str]:
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.path={json.dumps(args.data)}")
+    return overrides
+
+
+# -- commands ----------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from ..config import RunConfig, load_toml
+    from ..experiments import make_tracker, run_single
+    from ..grid import expand_grid
+
+    if args.config:
+        values = load_toml(args.config)
+        if "grid" in values:
+            raise ConfigError(f"{args.config} defines a grid; run it with `flareseq experiments {args.config}`.")
+        config = RunConfig.from_dict(values, where=args.config)
+    else:
+        config = RunConfig()
+    config = expand_grid(config.to_dict(), overrides=_overrides(args),
+                         default_name=args.name or config.name or config.model.name).runs[0]
+    tracker = make_tracker(config)
+    result = run_single(config, tracker=tracker, progress=not args.no_progress)
+    _print_scores(result.scores)
+    print(f"run {result.name} ({result.run_id}) recorded in {tracker.tracking_uri}, experiment "
+          f"{config.tracking.experiment!r}")
+    return 0
+
+
+def cmd_experiments(args) -> int:
+    from ..experiment_report import write_experiment_report
+    from ..experiments import make_tracker, run_experiment
+    from ..grid import load_experiment
+
+    overrides = _overrides(args)
+    experiment = load_experiment(args.grid, overrides=overrides)
+    if args.name:
+        experiment = load_experiment(args.grid, overrides=[*overrides, f"tracking.experiment={json.dumps(args.name)}"])
+    first = experiment.runs[0]
+    print(f"experiment {first.tracking.experiment!r}: {len(experiment.runs)} run(s) from {args.grid}"
+          + ("" if args.no_baselines else f" + {len(first.baselines)} baseline(s)"), file=sys.stderr)
+    results = run_experiment(experiment, progress=not args.no_progress, with_baselines=not args.no_baselines,
+                             echo=lambda line: print(line, file=sys.stderr))
+    failed = [r for r in results if r.status == "FAILED"]
+    tracker_uri = make_tracker(first).tracking_uri
+    print(f"{len(results) - len(failed)} run(s) finished or already done, {len(failed)} failed; "
+          f"tracking store {tracker_uri}", file=sys.stderr)
+    if not args.no_report:
+        out = Path(first.tracking.output_dir) / "reports" / first.tracking.experiment
+        paths = write_experiment_report(tracker_uri, first.tracking.experiment, out)
+        print(f"report: {paths.markdown}", file=sys.stderr)
+        print(paths.html)
+    return 1 if failed else 0
+
+
+def cmd_evaluate(args) -> int:
+    from .. import metrics
+    from ..data import load_dataset
+
+    forecaster = _load_forecaster(args)
+    dataset = load_dataset(args.data).labelled()
+    if dataset.n_samples == 0:
+        raise FlareseqError(f"{args.data}: no labelled samples to evaluate on; use `flareseq predict` instead.")
+    p = forecaster.predict_proba(dataset)
+    climatology = getattr(forecaster.estimator, "base_rate_", None)
+    scores = metrics.all_scores(dataset.y, p, threshold=forecaster.threshold, climatology=climatology)
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        _print_scores(scores)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import pandas as pd
+
+    from ..data import detect_format, load_dataset
+
+    forecaster = _load_forecaster(args)
+    dataset = load_dataset(args.data)
+    probability, label = forecaster.predict(dataset)
+    kind = args.format
+    if kind == "auto":
+        kind = "kaggle" if detect_format(args.data) == "kaggle" else "csv"
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "kaggle":
+        frame = pd.DataFrame({"Id": dataset.ids, "ClassLabel": label})
+    else:
+        frame = pd.DataFrame({"id": dataset.ids, "probability": probability, "label": label})
+    frame.to_csv(out, index=False)
+    print(f"wrote {len(frame)} forecasts ({int(label.sum())} flare, threshold {forecaster.threshold:.3f}) to {out}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from ..experiment_report import write_experiment_report
+    from ..tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
+    out = Path(args.out) if args.out else Path(args.output_dir) / "reports" / args.experiment
+    paths = write_experiment_report(uri, args.experiment, out)
+    print(f"report: {paths.markdown}", file=sys.stderr)
+    print(paths.html)
+    return 0
+
+
+def cmd_ui(args) -> int:
+    import subprocess
+
+    from ..tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
+    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C to stop)", file=sys.stderr)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+               "--port", str(args.port)]
+    return subprocess.call(command)
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _load_forecaster(args):
+    """A run's forecaster from a saved folder, a run id or a run name."""
+    from ..forecaster import Forecaster
+    from ..tracking import resolve_tracking_uri
+
+    folder = Path(args.run)
+    if folder.is_dir():
+        found = next(iter(sorted(folder.rglob("forecaster.json"))), None)
+        if found is None:
+            raise FlareseqError(f"{folder}: no saved flareseq model (forecaster.json) inside.")
+        return Forecaster.load(found.parent)
+    import mlflow
+
+    uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
+    mlflow.set_tracking_uri(uri)
+    run_id = _resolve_run_id(mlflow, args.run, args.experiment, uri)
+    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model"))
+    found = next(iter(sorted(local.rglob("forecaster.json"))), None)
+    if found is None:
+        raise FlareseqError(f"run {run_id} logged no flareseq model (its tracking.log_model was off?).")
+    return Forecaster.load(found.parent)
+
+
+def _resolve_run_id(mlflow, run: str, experiment: str, uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.get_run(run).info.run_id
+    except MlflowException:  # not a run id: look it up by name
+        pass
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        runs = mlflow.search_runs(experiment_ids=[found.experiment_id], output_format="list",
+                                  filter_string=f"attributes.run_name = '{run}' and attributes.status = 'FINISHED'",
+                                  order_by=["start_time DESC"], max_results=1)
+        if runs:
+            return runs[0].info.run_id
+    raise FlareseqError(
+        f"no finished run with id or name {run!r} in experiment {experiment!r} of {uri}; "
+        "list runs with `flareseq report` or `flareseq ui`, or give a saved model folder."
+    )
+
+
+def _print_scores(scores: dict) -> None:
+    keys = ("tss", "hss2", "bss", "precision", "recall", "f1", "accuracy", "roc_auc", "pr_auc", "brier")
+    for prefix in ("val_", "test_", ""):
+        row = [(k, scores.get(prefix + k)) for k in keys if scores.get(prefix + k) is not None]
+        if row:
+            label = {"val_": "validation", "test_": "test", "": "scores"}[prefix]
+            print(f"{label:>10}: " + "  ".join(f"{k} {v:.3f}" for k, v in row))
+    if "threshold" in scores:
+        print(f"{'threshold':>10}: {scores['threshold']:.3f}")
+

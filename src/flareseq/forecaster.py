@@ -1,0 +1,155 @@
+"""A trained run as one object that turns raw samples into flare probabilities.
+
+A :class:`Forecaster` holds what a forecast needs besides the estimator: the feature names
+and length it was trained on, the missing-value treatment fitted on its training data, and
+the sample layout. It is what ``flareseq predict``, ``flareseq evaluate`` and the MLflow
+pyfunc model use, so all three forecast the same way. Saved as a folder of JSON, safetensors
+and npz files: loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+
+from .baselines import BASELINES, load_baseline, make_baseline
+from .config import RunConfig
+from .dataset import FlareDataset
+from .errors import ConfigError, FlareseqError
+from .prep import MissingValues
+
+FORMAT = "flareseq-forecaster"
+VERSION = 1
+
+
+def build_estimator(config: RunConfig, *, progress: bool | None = None):
+    """The unfitted estimator of a run: a baseline by registry name, else a FlareClassifier."""
+    training = config.training
+    threshold_metric = training.threshold_metric or None
+    if config.model.name in BASELINES:
+        return make_baseline(config.model.name, threshold=training.threshold, threshold_metric=threshold_metric,
+                             **dict(config.model.params))
+    from .estimator import FlareClassifier
+
+    class_weight = training.class_weight
+    if isinstance(class_weight, dict):
+        class_weight = {int(k): float(v) for k, v in class_weight.items()} or None
+    return FlareClassifier(
+        model=config.model.name,
+        model_params=dict(config.model.params) or None,
+        optimizer=training.optimizer,
+        learning_rate=training.learning_rate,
+        weight_decay=training.weight_decay,
+        epochs=training.epochs,
+        batch_size=training.batch_size,
+        class_weight=class_weight,
+        loss=training.loss,
+        focal_gamma=training.focal_gamma,
+        steps_per_epoch=training.steps_per_epoch or None,
+        validation_steps=training.validation_steps or None,
+        early_stopping=training.early_stopping,
+        patience=training.patience,
+        monitor=training.monitor,
+        clip_grad_norm=training.clip_grad_norm or None,
+        threshold=training.threshold,
+        threshold_metric=threshold_metric,
+        scaler={"signed_log": True} if config.prep.signed_log else "zscore",
+        n_threads=training.n_threads or None,
+        device=training.device,
+        random_state=training.random_state,
+        progress=bool(progress),
+    )
+
+
+@dataclass
+class Forecaster:
+    """A fitted estimator with the input checks and missing-value treatment of its run."""
+
+    estimator: object
+    missing: MissingValues
+    feature_names: tuple[str, ...]
+    n_timesteps: int
+    layout: str = "sequence"
+    kind: str = "model"
+    name: str = ""
+
+    @property
+    def threshold(self) -> float:
+        return float(self.estimator.threshold_)
+
+    def prepare(self, dataset: FlareDataset) -> np.ndarray:
+        """``dataset``'s values as the estimator expects them (features by name, no NaN)."""
+        missing = [n for n in self.feature_names if n not in dataset.feature_names]
+        if missing:
+            raise FlareseqError(
+                f"the data lacks feature(s) {missing} that the model was trained on; "
+                f"it has {list(dataset.feature_names)}."
+            )
+        if dataset.n_timesteps != self.n_timesteps:
+            raise FlareseqError(
+                f"the model was trained on sequences of {self.n_timesteps} steps; the data has {dataset.n_timesteps}."
+            )
+        if tuple(dataset.feature_names) != self.feature_names:
+            dataset = dataset.select_features(list(self.feature_names))
+        return self.missing.transform(dataset.X)
+
+    def predict_proba(self, dataset: FlareDataset) -> np.ndarray:
+        """Probability of a flare ``(n,)`` for each sample of ``dataset``."""
+        X = self.prepare(dataset)
+        if self.layout == "study-rows":
+            # A row model forecasts every step; a sample's forecast is the mean over its rows.
+            n, t, f = X.shape
+            rows = self.estimator.predict_proba(X.reshape(n * t, 1, f))[:, 1]
+            return rows.reshape(n, t).mean(axis=1)
+        if self.layout == "study-windows":
+            raise ConfigError(
+                "a model trained on the study's windows over flattened rows forecasts windows, not samples; "
+                "train with prep.layout = 'sequence' to forecast samples."
+            )
+        return self.estimator.predict_proba(X)[:, 1]
+
+    def predict(self, dataset: FlareDataset) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and 0/1 forecasts at the run's threshold."""
+        p = self.predict_proba(dataset)
+        return p, (p >= self.threshold).astype(np.int8)
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, path: str | PathLike[str]) -> Path:
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.estimator.save(folder / "estimator")
+        state = {
+            "format": FORMAT, "version": VERSION, "kind": self.kind, "name": self.name,
+            "estimator": "baseline" if self.kind == "baseline" else "classifier",
+            "feature_names": list(self.feature_names), "n_timesteps": self.n_timesteps,
+            "layout": self.layout, "missing": self.missing.to_dict(), "threshold": self.threshold,
+        }
+        (folder / "forecaster.json").write_text(json.dumps(state, indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | PathLike[str], *, device: str = "cpu") -> Forecaster:
+        folder = Path(path)
+        state_path = folder / "forecaster.json"
+        if not state_path.is_file():
+            raise FlareseqError(f"{folder} is not a saved flareseq model: {state_path.name} is missing.")
+        state = json.loads(state_path.read_text())
+        if state.get("format") != FORMAT or state.get("version") != VERSION:
+            raise FlareseqError(
+                f"{state_path}: expected format {FORMAT!r} version {VERSION}, found "
+                f"{state.get('format')!r} version {state.get('version')!r}."
+            )
+        if state["estimator"] == "baseline":
+            estimator = load_baseline(folder / "estimator")
+        else:
+            from .estimator import FlareClassifier
+
+            estimator = FlareClassifier.load(folder / "estimator", device=device)
+            estimator.progress = False
+        return cls(estimator=estimator, missing=MissingValues.from_dict(state["missing"]),
+                   feature_names=tuple(state["feature_names"]), n_timesteps=int(state["n_timesteps"]),
+                   layout=state["layout"], kind=state["kind"], name=state.get("name", ""))
