@@ -307,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ningest of {file_bytes / 1e6:.0f} MB ({ours['n_samples']} samples):")
     for row in rows:
         print(f"  {row[0]:<36}{row[1]:>14}  {row[2]:>9}  {row[3]}")
+    print(f"  CPU: flareseq {file_bytes / 1e6 / ours['cpu_s']:.0f} MB per CPU-second, starter kernel "
+          f"{starter['slice_mb'] / starter['cpu_s']:.0f}")
     print(f"  ratios: {ratio_starter:.1f}x the starter kernel"
           + ("" if ratio_spark is None else f", {ratio_spark:.1f}x Spark"))
     print(f"  peak RSS of the ingest process tree: {ours['peak_rss_mb']:.0f} MB "
@@ -335,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_seconds": round(ours["cpu_s"], 2),
         "mb_per_cpu_second": round(file_bytes / 1e6 / ours["cpu_s"], 1),
         "starter_mb_per_s": round(starter["mb_per_s"], 2),
+        "starter_mb_per_cpu_second": round(starter["slice_mb"] / starter["cpu_s"], 1),
+        # CPU efficiency ratio: less disturbed by other load than the wall-time ratio; on an
+        # otherwise idle machine the wall ratio approaches it times the cores used
+        "cpu_efficiency_vs_starter": round((file_bytes / 1e6 / ours["cpu_s"]) / (starter["slice_mb"] / starter["cpu_s"]), 1),
         "starter_extrapolated_from_mb": round(starter["slice_mb"], 1),
         "spark_mb_per_s": None if spark is None else round(spark["mb_per_s"], 1),
         "spark_same_content_hash": None if spark is None else spark.get("content_hash") == ours["content_hash"],
