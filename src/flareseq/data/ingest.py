@@ -100,14 +100,29 @@ def ingest(
     n_timesteps: int = N_KAGGLE_TIMESTEPS,
 ) -> IngestReport:
     """Read every input (Kaggle JSON lines, SWAN-SF directories or archives, stores) into a
-    new store at ``out``.
+    new store at ``out``, in input order.
 
     Parameters
     ----------
+    inputs : one path or several; their samples are stored in this order.
+    out : the new store's directory (see ``docs/store.md``); written atomically.
     on_error : ``"raise"`` stops at the first bad record (and leaves no store);
         ``"skip"`` skips bad records, lists them in ``out/skipped.tsv`` and counts them in
         the manifest.
-    workers : worker processes for Kaggle files (default: the usable cores, at most 8).
+    workers : worker processes for Kaggle files and large SWAN-SF folders (default: the
+        usable cores, at most 8); small inputs are read in this process.
+    overwrite : replace an existing store at ``out`` (otherwise a :class:`StoreError`).
+    progress : tqdm bars on stderr; ``None`` shows them only on a terminal.
+    chunk_bytes : bytes of Kaggle lines per parse task (memory per worker grows with it).
+
+    Returns
+    -------
+    IngestReport
+        The manifest, the skipped records, the bytes parsed and the time taken;
+        ``report.summary()`` is what ``flareseq ingest`` prints.
+
+    Scripts that call this with ``workers > 1`` need the usual ``if __name__ ==
+    "__main__":`` guard, as for any use of :mod:`multiprocessing` with spawned workers.
     """
     from . import detect_format
     from .store import StoreWriter, iter_store_batches, read_manifest
