@@ -176,3 +176,17 @@ def test_predict_logits_restores_training_mode():
     out = predict_logits(model, X, batch_size=2)
     assert out.shape == (5,) and np.isfinite(out).all() and model.training
     assert not math.isnan(float(out.sum()))
+
+
+def test_denormals_flushed_inside_and_restored_after():
+    from flareseq.training import flush_denormals
+
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero mode")
+    tiny = torch.tensor([1e-40])
+    assert tiny.item() != 0.0
+    with flush_denormals():
+        with flush_denormals():
+            pass  # leaving an inner block keeps the outer one's setting
+        assert (tiny * 1.0).item() == 0.0
+    assert (tiny * 1.0).item() != 0.0

@@ -23,6 +23,7 @@ Keras equivalences (the study trained with Keras):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -148,6 +149,29 @@ def weighted_loss(
     return per_sample.sum() / max(len(per_sample), 1)
 
 
+@contextlib.contextmanager
+def flush_denormals():
+    """Treat subnormal floats as zero (x86 FTZ/DAZ) while flareseq trains or predicts.
+
+    Measured here: an LSTM of 25 units on 25 ReLU-embedded inputs ran 15x slower with
+    subnormal numbers in its CPU kernels (3.7k vs 59k samples/s in inference); values below
+    1e-38 carry no information for these models. torch's default (off) is restored after.
+    """
+    global _flush_depth
+    if _flush_depth == 0:
+        torch.set_flush_denormal(True)
+    _flush_depth += 1
+    try:
+        yield
+    finally:
+        _flush_depth -= 1
+        if _flush_depth == 0:
+            torch.set_flush_denormal(False)
+
+
+_flush_depth = 0  # nesting (validation inside training); the flag is restored by the outermost
+
+
 def _to_device(X: np.ndarray, index: np.ndarray | slice, device: torch.device) -> torch.Tensor:
     batch = np.ascontiguousarray(X[index], dtype=np.float32)
     tensor = torch.from_numpy(batch)
@@ -165,10 +189,11 @@ def predict_logits(
     model.eval()
     out = np.empty(len(X), dtype=np.float32)
     try:
-        starts = range(0, len(X), batch_size)
-        for start in tqdm(starts, desc="predict", leave=False, disable=None if progress else True):
-            stop = min(start + batch_size, len(X))
-            out[start:stop] = model(_to_device(X, slice(start, stop), device)).float().cpu().numpy()
+        with flush_denormals():
+            starts = range(0, len(X), batch_size)
+            for start in tqdm(starts, desc="predict", leave=False, disable=None if progress else True):
+                stop = min(start + batch_size, len(X))
+                out[start:stop] = model(_to_device(X, slice(start, stop), device)).float().cpu().numpy()
     finally:
         model.train(was_training)
     return out
@@ -227,12 +252,22 @@ def train_model(
         pick = np.sort(rng.choice(len(X_val), size=size, replace=False))
         X_val, y_val = X_val[pick], y_val[pick]
     optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.learning_rate, settings.weight_decay)
-    w0, w1 = settings.class_weights
     history: dict[str, list[float]] = {}
+    y_float = y.astype(np.float32)
+    with flush_denormals():
+        stopped_early, best_epoch, best_state = _run_epochs(
+            model, X, y, y_float, X_val, y_val, has_val, settings, optimizer, rng, device, progress, history)
+    if settings.early_stopping and best_state is not None:
+        # Keep the best epoch's weights, not the last (Keras: restore_best_weights=True).
+        model.load_state_dict(best_state)
+    return TrainResult(history=history, best_epoch=best_epoch, stopped_early=stopped_early)
+
+
+def _run_epochs(model, X, y, y_float, X_val, y_val, has_val, settings, optimizer, rng, device, progress, history):
+    w0, w1 = settings.class_weights
     minimise = settings.monitor.removeprefix("val_") == "loss"
     best_value, best_epoch, best_state, waited = math.inf, None, None, 0
     stopped_early = False
-    y_float = y.astype(np.float32)
     for epoch in range(settings.epochs):
         model.train()
         t_epoch = time.perf_counter()
@@ -291,7 +326,4 @@ def train_model(
                 if waited >= settings.patience:
                     stopped_early = True
                     break
-    if settings.early_stopping and best_state is not None:
-        # Keep the best epoch's weights, not the last (Keras: restore_best_weights=True).
-        model.load_state_dict(best_state)
-    return TrainResult(history=history, best_epoch=best_epoch, stopped_early=stopped_early)
+    return stopped_early, best_epoch, best_state
