@@ -68,9 +68,9 @@ def kaggle_frame(spark, uri: str, n_timesteps: int):
     def count(column, char: str):
         return F.length(column) - F.length(F.replace(column, F.lit(char), F.lit("")))
 
-    def series(name: str):
+    def series(name):
         """The series' T values in step order, or null when its keys are not exactly the steps."""
-        m = F.try_element_at(F.col("p.values"), F.lit(name))
+        m = F.try_element_at(F.col("p.values"), name)
         by_text = F.array_sort(F.map_entries(m))
         return (F.when(F.map_keys(m) == steps_lit, F.map_values(m))  # the usual order: as written
                 .when(F.transform(by_text, lambda e: e["key"]) == text_order_lit,
@@ -81,8 +81,9 @@ def kaggle_frame(spark, uri: str, n_timesteps: int):
         "value", F.col("_metadata.file_block_start").alias("block"), F.monotonically_increasing_id().alias("mono"))
     parsed = lines.select("value", "block", "mono", F.from_json("value", schema, options).alias("p"))
     # flatten() is null when any series is (keys not exactly the steps): X is null then
-    X = F.transform(F.flatten(F.array(*[series(p) for p in KAGGLE_PARAMETERS])),
-                    lambda x: F.coalesce(x.cast("float"), nan))
+    # one expression applied to each name (not 25 copies): Spark compiles it once
+    in_order = F.array(*[F.lit(p) for p in KAGGLE_PARAMETERS])
+    X = F.transform(F.flatten(F.transform(in_order, series)), lambda x: F.coalesce(x.cast("float"), nan))
     parsed = parsed.select("value", "block", "mono", "p", X.alias("X"))
 
     value, p, X = F.col("value"), F.col("p"), F.col("X")

@@ -77,7 +77,8 @@ def swansf_frame(spark, uri: str, n_timesteps: int):
         position = F.array_position(header, name_col).cast("int")  # 0 when absent
         return F.transform(cells, lambda row: F.when(position > 0, F.try_element_at(row, position)))
 
-    features = F.flatten(F.array(*[F.transform(column(F.lit(p)), number) for p in params]))
+    # one expression applied to each name (not 25 copies): Spark compiles it once
+    features = F.flatten(F.transform(F.array(*[F.lit(p) for p in params]), lambda p: F.transform(column(p), number)))
     side = F.filter(header, lambda h: ~F.array_contains(params_lit, h))
     numeric_side = F.filter(side, lambda h: F.array_contains(numeric_lit, h))
     text_side = F.filter(side, lambda h: ~F.array_contains(numeric_lit, h))
