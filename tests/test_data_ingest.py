@@ -46,9 +46,9 @@ def test_errors_in_later_chunks_name_the_true_line(kaggle_file, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b"\n".join(lines) + b"\n")
     with pytest.raises(DataFormatError, match=r"bad\.jsonl, line 97: field 'EPSX\[\"10\"\]'"):
-        ingest(bad, tmp_path / "store", workers=1, chunk_bytes=150_000, progress=False)
+        ingest(bad, tmp_path / "store", workers=1, chunk_bytes=600_000, progress=False)
     assert not (tmp_path / "store").exists()
-    report = ingest(bad, tmp_path / "store", workers=1, chunk_bytes=150_000, on_error="skip", progress=False)
+    report = ingest(bad, tmp_path / "store", workers=1, chunk_bytes=600_000, on_error="skip", progress=False)
     assert [r.line for r in report.skips.records] == [97]
     assert report.manifest["counts"]["n_samples"] == 119
 

@@ -86,7 +86,7 @@ def test_compressed_and_renamed_inputs(synth_file, tmp_path, kind):
 def test_streaming_batches_cover_the_file_in_order(synth_file):
     from flareseq.data.kaggle import iter_kaggle_batches
 
-    batches = list(iter_kaggle_batches(synth_file, batch_size=7, chunk_bytes=50_000))
+    batches = list(iter_kaggle_batches(synth_file, batch_size=7, chunk_bytes=300_000))
     assert [b.n_samples for b in batches][:5] == [7, 7, 7, 7, 7] or all(b.n_samples <= 7 for b in batches)
     ids = [i for b in batches for i in b.ids]
     assert ids == [str(i) for i in range(1, 41)]
