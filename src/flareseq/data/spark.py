@@ -153,7 +153,8 @@ def ingest_spark(
                 uri = _uri(path)
                 frame = kaggle_frame(session, uri, n_timesteps) if fmt == "kaggle" else \
                     swansf_frame(session, uri, n_timesteps)
-                frame.write.mode("overwrite").parquet(_uri(stage))
+                # small row groups: each task buffers one while it writes (Spark's default is 128 MB)
+                frame.write.mode("overwrite").option("parquet.block.size", str(16 << 20)).parquet(_uri(stage))
                 name = str(path)
                 if fmt == "kaggle":
                     item = resolve_kaggle(StagedParts(stage), name, Path(name).name, on_error=on_error,

@@ -25,6 +25,9 @@ _JAVA_HINT = (f"Install Java {MIN_JAVA} or 21 (for example `apt install openjdk-
 # repeated key keep the last value, as Python's json and orjson do (Spark's default policy
 # fails the whole job instead).
 ENGINE_SQL_CONF = {"spark.sql.mapKeyDedupPolicy": "LAST_WIN"}
+# Defaults for a session the engine starts (the caller's `conf` wins): splits of 32 MB instead
+# of 128 MB, so that a file of a few hundred MB keeps every core busy to the end.
+NEW_SESSION_DEFAULTS = {"spark.sql.files.maxPartitionBytes": str(32 << 20)}
 
 
 def import_pyspark():
@@ -96,7 +99,7 @@ def spark_session(master: str = "local[*]", *, spark=None, conf: Mapping[str, st
         check_java()
         builder = sql.SparkSession.builder.master(master).appName(app_name)
         builder = builder.config("spark.ui.showConsoleProgress", "true" if progress else "false")
-        for key, value in (conf or {}).items():
+        for key, value in {**NEW_SESSION_DEFAULTS, **(conf or {})}.items():
             builder = builder.config(key, str(value))
         try:
             with warnings.catch_warnings():  # pyspark's pandas-version warning, see import_pyspark
