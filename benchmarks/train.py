@@ -313,6 +313,15 @@ def main(argv=None) -> int:
 
     print(f"training/inference throughput: {len(X)} samples of ({args.timesteps}, {args.features}), batch "
           f"{args.batch_size}, {args.threads} threads, best of {args.repeats}", file=sys.stderr)
+    load_before = os.getloadavg()[0]
+    if load_before > (os.cpu_count() or 1):
+        # Measured here at load 6 on 2 cores: lstm training 1.4k/s with OpenMP's default
+        # spin-waiting, 6.5k/s with OMP_WAIT_POLICY=PASSIVE (a spinning thread waits on one
+        # that is descheduled). TensorFlow's thread pool does not spin like that.
+        print(f"warning: load average {load_before:.1f} exceeds the {os.cpu_count()} CPUs: torch's OpenMP threads "
+              "spin-wait and lose badly on an oversubscribed machine; figures will be unfair to flareseq. "
+              f"OMP_WAIT_POLICY is {os.environ.get('OMP_WAIT_POLICY', 'unset')} (PASSIVE helps under load).",
+              file=sys.stderr)
     ours, keras = measure(args, X, y)
     peak, how = peak_gflops(args.threads, args.fma_units)
     print(f"\npeak: {how}")
@@ -320,7 +329,9 @@ def main(argv=None) -> int:
               f" {'infer/s':>9} {'keras/s':>9} {'ratio':>6} {'data%':>6}")
     print(header)
     result: dict = {"threads": args.threads, "batch_size": args.batch_size, "timesteps": args.timesteps,
-                    "features": args.features, "peak_gflops": round(peak, 1), "models": {}}
+                    "features": args.features, "peak_gflops": round(peak, 1),
+                    "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "models": {}}
     for key, row in ours.items():
         name, setting = key.split("/")
         flops = flops_per_sample(name, args.timesteps, args.features)

@@ -153,9 +153,11 @@ def weighted_loss(
 def flush_denormals():
     """Treat subnormal floats as zero (x86 FTZ/DAZ) while flareseq trains or predicts.
 
-    Measured here: an LSTM of 25 units on 25 ReLU-embedded inputs ran 15x slower with
-    subnormal numbers in its CPU kernels (3.7k vs 59k samples/s in inference); values below
-    1e-38 carry no information for these models. torch's default (off) is restored after.
+    Arithmetic on subnormals is slow on x86 (microcode assists), and values below 1e-38
+    carry no information for these models. One measurement here suggested a large effect on
+    a 25-unit LSTM (3.7k vs 59k samples/s in inference), but it was taken on a busy machine
+    and did not reproduce cleanly; flushing is kept because it cannot hurt. It applies to
+    the calling thread. torch's default (off) is restored after.
     """
     global _flush_depth
     if _flush_depth == 0:
