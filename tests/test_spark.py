@@ -18,7 +18,7 @@ import pytest
 from flareseq.data import load_dataset
 from flareseq.data.ingest import ingest
 from flareseq.data.store import content_hash, read_store, write_store
-from flareseq.data.synthetic import write_synthetic_kaggle
+from flareseq.data.synthetic import write_synthetic_kaggle, write_synthetic_swansf
 from flareseq.errors import DataFormatError, FlareseqError
 from flareseq.prep import sample_fraction
 
@@ -107,12 +107,16 @@ def test_synthetic_files_give_the_local_store(spark, tmp_path):
     unlabelled = write_synthetic_kaggle(tmp_path / "test.jsonl", 40, seed=12, labelled=False)
     packed = tmp_path / "test.jsonl.gz"
     packed.write_bytes(gzip.compress(unlabelled.read_bytes()))
-    inputs = [labelled, packed]
+    swan = tmp_path / "swan"  # the same generator as SWAN-SF files, under partition1..3/
+    write_synthetic_swansf(swan, 45, seed=13)
+    inputs = [labelled, packed, swan]
     report = spark_ingest(spark, inputs, tmp_path / "spark")
     ingest(inputs, tmp_path / "local", workers=1, progress=False)
-    stored = assert_same_store(tmp_path / "spark", tmp_path / "local", n_samples=190)
-    assert report.n_driver_parsed == 0 and report.input_bytes == labelled.stat().st_size + unlabelled.stat().st_size
-    assert np.isnan(stored.X).sum() > 0 and (stored.y[150:] == -1).all()
+    stored = assert_same_store(tmp_path / "spark", tmp_path / "local", n_samples=235)
+    assert report.n_driver_parsed == 0
+    assert report.input_bytes == sum(f.stat().st_size for f in [labelled, unlabelled, *swan.rglob("*.csv")])
+    assert np.isnan(stored.X).sum() > 0 and (stored.y[150:190] == -1).all()
+    assert sorted(set(stored.meta["fold"][190:])) == [1, 2, 3]
     assert report.manifest["counts"]["n_missing_values"] == int(np.isnan(stored.X).sum())
 
 

@@ -111,17 +111,25 @@ def spark_session(master: str = "local[*]", *, spark=None, conf: Mapping[str, st
                                 f"Check the master URL and Java {MIN_JAVA}+ (JAVA_HOME).") from None
         spark.sparkContext.setLogLevel("ERROR")
         created = True
-    saved = {key: spark.conf.get(key, None) for key in ENGINE_SQL_CONF}
-    for key, value in ENGINE_SQL_CONF.items():
-        spark.conf.set(key, value)
     try:
-        yield spark
+        with sql_conf(spark, ENGINE_SQL_CONF):
+            yield spark
     finally:
         if created:
             spark.stop()
-        else:
-            for key, value in saved.items():
-                if value is None:
-                    spark.conf.unset(key)
-                else:
-                    spark.conf.set(key, value)
+
+
+@contextmanager
+def sql_conf(spark, settings: Mapping[str, str]) -> Iterator[None]:
+    """Set runtime SQL settings of ``spark`` for the block, then restore the previous values."""
+    saved = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, str(value))
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
