@@ -114,11 +114,7 @@ def ingest_spark(
     SparkIngestReport
         The manifest, skipped records and timings; ``report.summary()`` prints them.
     """
-    from tqdm.auto import tqdm
-
     from .kaggle import _progress_disabled
-    from .spark_kaggle import iter_kaggle_datasets, kaggle_frame, resolve_kaggle
-    from .spark_swansf import iter_swansf_datasets, resolve_swansf, swansf_frame
     from .store import StoreWriter, read_manifest
     from .swansf import NUMERIC_COLUMNS, STRING_COLUMNS
 
@@ -140,65 +136,81 @@ def ingest_spark(
     staging = (Path(staging_dir) if staging_dir is not None else out.parent) / \
         f".{out.name}.spark-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
-    skips = SkipLog()
-    report = SparkIngestReport(out, {}, skips, 0.0, 0, 1)
-    resolved = []
+    report = SparkIngestReport(out, {}, SkipLog(), 0.0, 0, 1)
+    show = not _progress_disabled(progress)
     try:
-        show = not _progress_disabled(progress)
         with spark_session(master, spark=spark, conf=spark_conf, progress=show) as session:
             report.master = session.sparkContext.master
             report.workers = session.sparkContext.defaultParallelism
-            for i, (path, fmt) in enumerate(zip(paths, formats)):
-                stage = staging / f"input-{i:03d}"
-                uri = _uri(path)
-                frame = kaggle_frame(session, uri, n_timesteps) if fmt == "kaggle" else \
-                    swansf_frame(session, uri, n_timesteps)
-                # SWAN-SF files are ~40 kB: pack tasks by their size, not by Spark's 4 MB "cost"
-                # of opening a file (that made a task of every 8 files)
-                settings = {} if fmt == "kaggle" else {"spark.sql.files.openCostInBytes": str(64 << 10)}
-                with sql_conf(session, settings):
-                    # small row groups: each task buffers one while it writes (Spark's default: 128 MB)
-                    frame.write.mode("overwrite").option("parquet.block.size", str(16 << 20)).parquet(_uri(stage))
-                name = str(path)
-                if fmt == "kaggle":
-                    item = resolve_kaggle(StagedParts(stage), name, Path(name).name, on_error=on_error,
-                                          skips=skips, n_timesteps=n_timesteps)
-                else:
-                    item = resolve_swansf(StagedParts(stage), name, uri, on_error=on_error, skips=skips,
-                                          n_timesteps=n_timesteps)
-                report.n_driver_parsed += item.n_driver_parsed
-                report.input_bytes += _input_bytes(path, fmt, item)
-                resolved.append(item)
+            resolved = [_stage_input(session, path, fmt, staging / f"input-{i:03d}", on_error=on_error,
+                                     report=report, n_timesteps=n_timesteps)
+                        for i, (path, fmt) in enumerate(zip(paths, formats))]
         report.spark_seconds = time.perf_counter() - started
-
-        labels = np.concatenate([r.labels for r in resolved]) if resolved else np.empty(0, np.int8)
-        chosen = sampled_positions(labels, fraction, stratify=stratify, seed=seed)
         written = time.perf_counter()
-        with writer, tqdm(total=labels.size if chosen is None else chosen.size, unit=" samples",
-                          desc=f"writing {out.name}", disable=not show, leave=False) as bar:
-            offset = 0
-            for item, fmt in zip(resolved, formats):
-                n = item.n_samples
-                positions = np.arange(n) if chosen is None else \
-                    chosen[(chosen >= offset) & (chosen < offset + n)] - offset
-                offset += n
-                writer.new_part()
-                batches = iter_kaggle_datasets if fmt == "kaggle" else iter_swansf_datasets
-                for dataset in batches(item, positions, n_timesteps=n_timesteps):
-                    writer.write(dataset)
-                    bar.update(dataset.n_samples)
-                info = dict(item.info)
-                if fraction is not None:
-                    info.update(n_sampled=int(positions.size),
-                                sampling={"fraction": fraction, "stratify": bool(stratify), "seed": int(seed)})
-                writer.add_source(info)
-            writer.add_skipped(skips)
+        _write_store(writer, resolved, report.skips, fraction=fraction, stratify=stratify, seed=seed,
+                     n_timesteps=n_timesteps, progress=show)
         report.write_seconds = time.perf_counter() - written
         report.manifest = read_manifest(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _stage_input(session, path, fmt: str, stage: Path, *, on_error: str, report: SparkIngestReport,
+                 n_timesteps: int):
+    """Spark parses one input into ``stage``; the driver resolves it (order, suspects, skips)."""
+    from .spark_kaggle import kaggle_frame, resolve_kaggle
+    from .spark_swansf import resolve_swansf, swansf_frame
+
+    uri = _uri(path)
+    frame = kaggle_frame(session, uri, n_timesteps) if fmt == "kaggle" else swansf_frame(session, uri, n_timesteps)
+    # SWAN-SF files are ~40 kB: pack tasks by their size, not by Spark's 4 MB "cost" of opening
+    # a file (that made a task of every 8 files)
+    settings = {} if fmt == "kaggle" else {"spark.sql.files.openCostInBytes": str(64 << 10)}
+    with sql_conf(session, settings):
+        # small row groups: each task buffers one while it writes (Spark's default: 128 MB)
+        frame.write.mode("overwrite").option("parquet.block.size", str(16 << 20)).parquet(_uri(stage))
+    name = str(path)
+    if fmt == "kaggle":
+        item = resolve_kaggle(StagedParts(stage), name, Path(name).name, on_error=on_error, skips=report.skips,
+                              n_timesteps=n_timesteps)
+    else:
+        item = resolve_swansf(StagedParts(stage), name, uri, on_error=on_error, skips=report.skips,
+                              n_timesteps=n_timesteps)
+    report.n_driver_parsed += item.n_driver_parsed
+    report.input_bytes += _input_bytes(path, fmt, item)
+    return item
+
+
+def _write_store(writer, resolved: list, skips: SkipLog, *, fraction: float | None, stratify: bool, seed: int,
+                 n_timesteps: int, progress: bool) -> None:
+    """The driver writes the (sampled) samples in store order with the local engine's writer."""
+    from tqdm.auto import tqdm
+
+    from .spark_kaggle import ResolvedKaggle, iter_kaggle_datasets
+    from .spark_swansf import iter_swansf_datasets
+
+    labels = np.concatenate([r.labels for r in resolved]) if resolved else np.empty(0, np.int8)
+    chosen = sampled_positions(labels, fraction, stratify=stratify, seed=seed)
+    with writer, tqdm(total=labels.size if chosen is None else chosen.size, unit=" samples",
+                      desc=f"writing {writer.path.name}", disable=not progress, leave=False) as bar:
+        offset = 0
+        for item in resolved:
+            n = item.n_samples
+            positions = np.arange(n) if chosen is None else chosen[(chosen >= offset) & (chosen < offset + n)] - offset
+            offset += n
+            writer.new_part()
+            batches = iter_kaggle_datasets if isinstance(item, ResolvedKaggle) else iter_swansf_datasets
+            for dataset in batches(item, positions, n_timesteps=n_timesteps):
+                writer.write(dataset)
+                bar.update(dataset.n_samples)
+            info = dict(item.info)
+            if fraction is not None:
+                info.update(n_sampled=int(positions.size),
+                            sampling={"fraction": fraction, "stratify": bool(stratify), "seed": int(seed)})
+            writer.add_source(info)
+        writer.add_skipped(skips)
 
 
 class _LabelView:
