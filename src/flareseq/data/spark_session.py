@@ -106,8 +106,8 @@ def spark_session(master: str = "local[*]", *, spark=None, conf: Mapping[str, st
                 warnings.simplefilter("ignore", FutureWarning)
                 spark = builder.getOrCreate()
         except Exception as exc:  # py4j/pyspark raise plain exceptions when the JVM does not start
-            raise FlareseqError(f"Spark did not start on master {master!r}: {type(exc).__name__}: "
-                                f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}. "
+            first_line = str(exc).strip().splitlines()[0][:300].rstrip(".") if str(exc).strip() else ""
+            raise FlareseqError(f"Spark did not start on master {master!r}: {type(exc).__name__}: {first_line}. "
                                 f"Check the master URL and Java {MIN_JAVA}+ (JAVA_HOME).") from None
         spark.sparkContext.setLogLevel("ERROR")
         created = True
