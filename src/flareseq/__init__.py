@@ -1,26 +1,30 @@
 """flareseq: solar flare forecasting from multivariate time series (MVTS).
 
-The public entry points are re-exported here; see the README for a tour.
+The public entry points are re-exported here, imported on first use so that ``import
+flareseq`` stays cheap (no pandas, pyarrow or torch): ingest worker processes import it.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .dataset import FlareDataset, concat_datasets
 from .errors import FlareseqError, FlareseqWarning
 
-__all__ = ["FlareDataset", "FlareseqError", "FlareseqWarning", "concat_datasets", "load_dataset", "__version__"]
+__all__ = ["FlareClassifier", "FlareDataset", "FlareseqError", "FlareseqWarning", "concat_datasets",
+           "load_dataset", "__version__"]
+
+_LAZY = {
+    "FlareDataset": ("dataset", "FlareDataset"),
+    "concat_datasets": ("dataset", "concat_datasets"),
+    "load_dataset": ("data", "load_dataset"),
+    "FlareClassifier": ("estimator", "FlareClassifier"),
+}
 
 
 def __getattr__(name: str):
-    # Imported lazily so that `import flareseq` stays cheap (no pyarrow, no torch).
-    if name == "load_dataset":
-        from .data import load_dataset
+    if name in _LAZY:
+        import importlib
 
-        return load_dataset
-    if name == "FlareClassifier":
-        from .estimator import FlareClassifier
-
-        return FlareClassifier
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attribute)
     raise AttributeError(f"module 'flareseq' has no attribute {name!r}")
