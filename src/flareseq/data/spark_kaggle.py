@@ -32,7 +32,7 @@ from .skips import SkipLog, SkippedRecord
 from .spark_staging import StagedParts
 
 CLEAN, SUSPECT, BLANK = 0, 1, 2
-_JSON_SPACE = " \t\r"  # JSON whitespace that can be left in a line once it is split at "\n"
+_JSON_SPACE = r" \t\r"  # JSON whitespace left in a line split at "\n" (as a regex character class)
 _INT_ID = r"^(0|-?[1-9][0-9]*)$"  # how Spark prints an integer id that Python prints alike ("-0" is not)
 
 
@@ -53,24 +53,28 @@ def kaggle_frame(spark, uri: str, n_timesteps: int):
     permutation = F.array(*[F.lit(text_order.index(s) + 1) for s in steps])
     steps_lit = F.array(*[F.lit(s) for s in steps])
     text_order_lit = F.array(*[F.lit(s) for s in text_order])
-    params_lit = F.array(*[F.lit(p) for p in sorted(KAGGLE_PARAMETERS)])
     schema = T.StructType([
         T.StructField("id", T.StringType()),
         T.StructField("classNum", T.LongType()),
         T.StructField("fold", T.LongType()),
-        T.StructField("values", T.MapType(T.StringType(), T.MapType(T.StringType(), T.DoubleType()))),
+        # parameters by name (a struct: Spark looks each up as it parses), steps as a map: its
+        # keys can be checked exactly
+        T.StructField("values", T.StructType([T.StructField(name, T.MapType(T.StringType(), T.DoubleType()))
+                                              for name in KAGGLE_PARAMETERS])),
         T.StructField("_corrupt_record", T.StringType()),
     ])
     options = {"allowNonNumericNumbers": "true", "allowSingleQuotes": "false", "mode": "PERMISSIVE",
                "columnNameOfCorruptRecord": "_corrupt_record"}
     nan = F.lit(float("nan")).cast("float")
+    inf = F.lit(float("inf")).cast("float")
 
     def count(column, char: str):
-        return F.length(column) - F.length(F.replace(column, F.lit(char), F.lit("")))
+        """Occurrences of an ASCII character (bytes, not characters: counting those is a pass)."""
+        return F.octet_length(column) - F.octet_length(F.replace(column, F.lit(char), F.lit("")))
 
-    def series(name):
+    def series(name: str):
         """The series' T values in step order, or null when its keys are not exactly the steps."""
-        m = F.try_element_at(F.col("p.values"), name)
+        m = F.col("p.values")[name]
         by_text = F.array_sort(F.map_entries(m))
         return (F.when(F.map_keys(m) == steps_lit, F.map_values(m))  # the usual order: as written
                 .when(F.transform(by_text, lambda e: e["key"]) == text_order_lit,
@@ -80,14 +84,13 @@ def kaggle_frame(spark, uri: str, n_timesteps: int):
     lines = spark.read.option("lineSep", "\n").text(uri).select(
         "value", F.col("_metadata.file_block_start").alias("block"), F.monotonically_increasing_id().alias("mono"))
     parsed = lines.select("value", "block", "mono", F.from_json("value", schema, options).alias("p"))
-    # flatten() is null when any series is (keys not exactly the steps): X is null then
-    # one expression applied to each name (not 25 copies): Spark compiles it once
-    in_order = F.array(*[F.lit(p) for p in KAGGLE_PARAMETERS])
-    X = F.transform(F.flatten(F.transform(in_order, series)), lambda x: F.coalesce(x.cast("float"), nan))
+    # flatten() is null when any series is (a parameter missing, keys not exactly the steps).
+    # No lambda over parameters or values: Spark interprets lambdas, and one per value took
+    # several times the parse; JSON null stays null here and becomes NaN on the driver.
+    X = F.flatten(F.array(*[series(name) for name in KAGGLE_PARAMETERS])).cast("array<float>")
     parsed = parsed.select("value", "block", "mono", "p", X.alias("X"))
 
     value, p, X = F.col("value"), F.col("p"), F.col("X")
-    trimmed = F.trim(value, F.lit(_JSON_SPACE))
     # "fold": null is a key too (the local parser reads it as an unknown fold)
     fold_key = F.when(p["fold"].isNotNull(), True).otherwise(value.rlike(r'"fold"\s*:\s*null'))
     n_keys = (F.lit(2 + F_ + F_ * n_timesteps) + p["classNum"].isNotNull().cast("int") + fold_key.cast("int"))
@@ -99,15 +102,16 @@ def kaggle_frame(spark, uri: str, n_timesteps: int):
                  & ~p["id"].contains("NaN"))
     clean = (
         p["_corrupt_record"].isNull()
-        & (F.instr(value, "\\") == 0)
-        & (F.substring(trimmed, 1, 1) == "{") & (F.substring(trimmed, -1, 1) == "}")
+        & ~value.rlike(r"\\")  # cheaper than instr(): regular expressions search literals fast
+        & value.rlike(rf"^[{_JSON_SPACE}]*\{{") & value.rlike(rf"\}}[{_JSON_SPACE}]*\z")
         & (count(value, "{") == 2 + F_) & (count(value, "}") == 2 + F_)
         & (int_id | string_id)
         & (p["classNum"].isNull() | p["classNum"].isin(0, 1))
-        & (F.size(p["values"]) == F_) & (F.array_sort(F.map_keys(p["values"])) == params_lit)
-        & X.isNotNull() & ~F.exists(X, lambda x: F.abs(x) == float("inf"))
+        # (array_contains is null, not false, for an array with nulls: JSON nulls are compacted away)
+        & X.isNotNull() & ~F.array_contains(F.array_compact(X), inf) & ~F.array_contains(F.array_compact(X), -inf)
     )
-    blank = value.rlike(r"^[ \t\r\x0b\x0c]*$")  # what bytes.strip() leaves empty
+    # what bytes.strip() leaves empty (\z, not $: Java's $ also matches before a final "\u2028")
+    blank = value.rlike(r"^[ \t\r\x0b\x0c]*\z")
     kind = F.when(blank, F.lit(BLANK)).when(F.coalesce(clean, F.lit(False)), F.lit(CLEAN)).otherwise(F.lit(SUSPECT))
     # kind in a projection of its own: the outputs below refer to it many times, and Spark
     # keeps a non-trivial column that is used more than once computed once
@@ -120,7 +124,8 @@ def kaggle_frame(spark, uri: str, n_timesteps: int):
         F.when(is_clean, F.coalesce(p["classNum"], F.lit(UNLABELLED))).cast("byte").alias("label"),
         F.when(is_clean, p["fold"]).alias("fold"),
         F.when(is_clean, X).alias("X"),
-        F.when(is_clean, F.size(F.filter(X, lambda x: F.isnan(x)))).alias("n_missing"),
+        # null (JSON null) or NaN (bare NaN); Spark's NaN equals NaN, so array_remove drops it
+        F.when(is_clean, F.size(X) - F.size(F.array_remove(F.array_compact(X), nan))).alias("n_missing"),
         F.when(kind == SUSPECT, value.cast("binary")).alias("raw"),
     )
 
@@ -241,6 +246,7 @@ def iter_kaggle_datasets(resolved: ResolvedKaggle, positions: np.ndarray, *, n_t
     """The samples at ``positions`` (store order) as datasets, exactly as the local reader
     builds them (:meth:`ParsedChunk.to_dataset`)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     F_ = len(KAGGLE_PARAMETERS)
     r = resolved
@@ -253,7 +259,7 @@ def iter_kaggle_datasets(resolved: ResolvedKaggle, positions: np.ndarray, *, n_t
         clean = np.flatnonzero(~suspect)
         if clean.size:
             column = table.column("X").combine_chunks().filter(pa.array(~suspect))
-            values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+            values = pc.fill_null(column.flatten(), pa.scalar(np.nan, pa.float32())).to_numpy()  # JSON null
             X[clean] = values.reshape(clean.size, F_, n_timesteps).transpose(0, 2, 1)
             counted = table.column("n_missing").to_numpy(zero_copy_only=False)[clean]
             if not np.array_equal(np.isnan(X[clean]).sum(axis=(1, 2)), counted):

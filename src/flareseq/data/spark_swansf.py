@@ -35,7 +35,8 @@ from .swansf import NAME_FORMAT, NUMERIC_COLUMNS, SampleName, SwanSample, _to_da
 CLEAN, SUSPECT = 0, 1
 _MISSING_TOKENS = ("", "nan", "NaN", "None", "NA")  # swansf._MISSING, as SQL literals
 # a decimal number that Python's float() and Java's Double.parseDouble read to the same double
-_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+# (\z, not $: Java's $ also matches before a final line terminator)
+_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\z"
 _SKIP_HINT = "Fix or remove the file, or pass on_error='skip' (CLI: --on-error skip) to skip it and list it."
 
 
@@ -50,7 +51,7 @@ def swansf_frame(spark, uri: str, n_timesteps: int):
     nan = F.lit(float("nan"))
 
     def blank(s):
-        return s.rlike(r"^[ \t]*$")
+        return s.rlike(r"^[ \t]*\z")
 
     def number(s):
         """A cell as a double (NaN when missing); null when the cell is not a plain number."""
@@ -90,7 +91,7 @@ def swansf_frame(spark, uri: str, n_timesteps: int):
     X64 = F.col("X64")
     X = F.transform(X64, lambda x: x.cast("float"))
     clean = (
-        text.rlike(r"^[\t\n\r -~]*$") & ~text.rlike(r"\r(?!\n)")  # printable ASCII, \n or \r\n line ends
+        text.rlike(r"^[\t\n\r -~]*\z") & ~text.rlike(r"\r(?!\n)")  # printable ASCII, \n or \r\n line ends
         & ~blank(F.element_at(lines, 1))
         & (F.size(F.array_distinct(header)) == F.size(header))
         & F.forall(params_lit, lambda p: F.array_contains(header, p))
