@@ -31,6 +31,14 @@ class DataConfig:
     :func:`flareseq.splits.split_from_config`: ``method`` is ``"fold"`` (fold files, SWAN-SF
     partitions), ``"region"`` (group split by active region), ``"time"`` or ``"random"``
     (leaky; refused unless ``allow_leaky_split = true``), with that method's own keys.
+
+    ``cv = K`` (K >= 2) rotates instead: every run becomes K runs, each fold the test set in
+    turn (:func:`flareseq.pipeline.rotation_splits`). ``cv_by`` says what a fold is:
+    ``"fold"`` (the data's fold files or partitions; with more than K of them, K contiguous
+    groups), ``"region"`` (K region groups, :func:`flareseq.splits.group_kfold`) or
+    ``"auto"`` (folds when the data has K or more, else region groups). Validation is carved
+    from the training regions (``split.validation_share``, default 0.2; ``split.random_state``
+    and ``split.stratify`` apply too), or is the next fold when the data has no regions.
     """
 
     path: str = "synthetic"
@@ -42,6 +50,8 @@ class DataConfig:
     split: Mapping[str, Any] = field(
         default_factory=lambda: {"method": "fold", "train_folds": [1], "validation_folds": [2], "test_folds": [3]}
     )
+    cv: int = 0
+    cv_by: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Optimiser, loss, epochs and threshold selection (see :class:`FlareClassifier`)."""
+    """Optimiser, loss, epochs and threshold selection (see :class:`FlareClassifier`).
+
+    ``calibration`` = ``"platt"`` or ``"isotonic"`` maps the model's probabilities to observed
+    frequencies with a calibrator fitted on the validation part (:mod:`flareseq.calibration`);
+    the threshold is then chosen (``threshold_metric``) or applied (``threshold``) on the
+    calibrated probabilities. ``""``: none (class-weighted probabilities stay inflated).
+    """
 
     optimizer: str = "rmsprop"
     learning_rate: float = 1e-3
@@ -96,9 +112,22 @@ class TrainingConfig:
     clip_grad_norm: float = 0.0
     threshold: float = 0.5
     threshold_metric: str = "tss"
+    calibration: str = ""
     random_state: int = 0
     n_threads: int = 0
     device: str = "auto"
+
+
+@dataclass(frozen=True)
+class VerificationConfig:
+    """Bootstrap intervals of every test score (:mod:`flareseq.verification`): ``n_bootstrap``
+    resamples (0: no intervals) of whole regions when the data has regions, of samples
+    otherwise, at the run's fixed threshold; ``confidence_level`` of the percentile intervals;
+    ``random_state`` seeds the resampling. Not part of a run's identity for resuming."""
+
+    n_bootstrap: int = 1000
+    confidence_level: float = 0.95
+    random_state: int = 0
 
 
 @dataclass(frozen=True)
@@ -118,6 +147,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    verification: VerificationConfig = field(default_factory=VerificationConfig)
     baselines: tuple[str, ...] = ("climatology", "logistic-summary", "gboost-summary")
     name: str = ""
 
@@ -283,6 +313,6 @@ def replace_section(config: RunConfig, section: str, **changes: Any) -> RunConfi
 
 
 __all__ = [
-    "DataConfig", "PrepConfig", "ModelConfig", "TrainingConfig", "TrackingConfig", "RunConfig",
+    "DataConfig", "PrepConfig", "ModelConfig", "TrainingConfig", "TrackingConfig", "VerificationConfig", "RunConfig",
     "load_toml", "parse_override", "valid_keys", "replace_section", "replace",
 ]
