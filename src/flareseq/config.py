@@ -94,6 +94,11 @@ class TrainingConfig:
     frequencies with a calibrator fitted on the validation part (:mod:`flareseq.calibration`);
     the threshold is then chosen (``threshold_metric``) or applied (``threshold``) on the
     calibrated probabilities. ``""``: none (class-weighted probabilities stay inflated).
+
+    Class imbalance: ``class_weight`` (``{0 = 1, 1 = 5}`` or ``"balanced"``), ``loss = "focal"``
+    with ``focal_gamma`` and ``focal_alpha`` (0: none; else the flare class's weight in (0, 1)),
+    and ``sampling`` = ``"shuffle"`` or ``"balanced"`` (half flares in every batch); see
+    :mod:`flareseq.training`.
     """
 
     optimizer: str = "rmsprop"
@@ -106,6 +111,8 @@ class TrainingConfig:
     class_weight: Mapping[str, float] | str = field(default_factory=dict)
     loss: str = "bce"
     focal_gamma: float = 2.0
+    focal_alpha: float = 0.0
+    sampling: str = "shuffle"
     early_stopping: bool = True
     patience: int = 5
     monitor: str = "val_loss"
