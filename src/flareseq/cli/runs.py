@@ -104,6 +104,7 @@ def cmd_experiments(args) -> int:
     experiment = load_experiment(args.grid, overrides=overrides)
     if args.name:
         experiment = load_experiment(args.grid, overrides=[*overrides, f"tracking.experiment={json.dumps(args.name)}"])
+    _check_table_options(experiment)
     first = experiment.runs[0]
     print(f"experiment {first.tracking.experiment!r}: {len(experiment.runs)} run(s) from {args.grid}"
           + ("" if args.no_baselines else f" + {len(first.baselines)} baseline(s)"), file=sys.stderr)
@@ -119,6 +120,16 @@ def cmd_experiments(args) -> int:
         print(f"report: {paths.markdown}", file=sys.stderr)
         print(paths.html)
     return 1 if failed else 0
+
+
+def _check_table_options(experiment) -> None:
+    """Validate every distinct table spec of the grid before any run: a leaky feature or a
+    bad option is the whole grid's error, not one failure per run."""
+    from ..data.table_spec import TableSpec
+
+    specs = {json.dumps(dict(r.data.table), sort_keys=True) for r in experiment.runs if r.data.format == "table"}
+    for spec in specs:
+        TableSpec.from_dict(json.loads(spec))
 
 
 def cmd_evaluate(args) -> int:
