@@ -171,8 +171,13 @@ def bad_kaggle_file(tmp_path):
 
 
 def test_bad_records_are_skipped_and_listed_like_the_local_engine(spark, tmp_path):
+    from flareseq.data.spark_session import sql_conf
+
     path = bad_kaggle_file(tmp_path)
-    report = spark_ingest(spark, path, tmp_path / "spark", on_error="skip")
+    # ~100 kB splits: the file's 24 lines are read by ~10 tasks, and line numbers must still be right
+    with sql_conf(spark, {"spark.sql.files.maxPartitionBytes": "100000"}):
+        assert spark.read.text(str(path)).rdd.getNumPartitions() >= 8
+        report = spark_ingest(spark, path, tmp_path / "spark", on_error="skip")
     local = ingest(path, tmp_path / "local", workers=1, on_error="skip", progress=False)
     assert_same_store(tmp_path / "spark", tmp_path / "local", n_samples=10)
     listed = [(r.path, r.line, r.field, r.reason) for r in report.skips.records]
