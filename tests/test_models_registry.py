@@ -47,7 +47,14 @@ def test_lstm_count_is_keras_formula():
 
 
 def test_defaults_come_from_builder_signature():
-    assert MODELS["lstm"].defaults == {"hidden_size": 32, "dropout": 0.2, "recurrent_dropout": 0.2}
+    assert MODELS["lstm"].defaults == {
+        "hidden_size": 32, "dropout": 0.2, "recurrent_dropout": 0.2,
+        "input_dropout": 0.0, "output_dropout": 0.0, "normalization": None,
+    }
+
+
+def test_models_beyond_the_study_follow_the_six():
+    assert list(MODELS)[6:10] == ["regularised-lstm", "trellisnet", "minirocket", "inception"]
 
 
 @pytest.mark.parametrize(

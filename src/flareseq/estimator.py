@@ -187,10 +187,20 @@ class FlareClassifier(ThresholdedClassifierMixin, BaseEstimator):
     model_params : the model's parameters (e.g. ``{"hidden_size": 64}``); ``None`` for the
         study's defaults.
     optimizer : ``"rmsprop"`` (Keras defaults, as the study), ``"adam"`` or ``"adamw"``.
-    learning_rate, weight_decay : optimiser settings.
+    learning_rate, weight_decay : optimiser settings; weight decay is classic L2 (added to
+        the gradient) for RMSprop and Adam, decoupled for AdamW.
     epochs, batch_size : full passes over the training data and batch size.
-    class_weight : ``None``, ``{0: 1, 1: 5}`` (the study's), or ``"balanced"``.
-    loss : ``"bce"`` (binary cross-entropy) or ``"focal"``; ``focal_gamma``, ``focal_alpha``.
+    class_weight : ``None``, ``{0: 1, 1: 5}`` (the study's), or ``"balanced"`` (inverse class
+        frequency, ``n / (2 n_c)``).
+    loss : ``"bce"`` (binary cross-entropy) or ``"focal"`` (Lin et al. 2017,
+        ``-alpha_t (1 - p_t)^gamma log p_t``): ``focal_gamma`` (>= 0; 0 gives cross-entropy)
+        down-weights well-classified samples; ``focal_alpha`` in (0, 1) weighs flares by
+        alpha and quiet samples by 1 - alpha (``None``: no such factor; combine with
+        ``class_weight`` or not, as you choose).
+    sampling : ``"shuffle"`` (every sample once per epoch, in random order) or
+        ``"balanced"`` (every batch half flares, half quiet samples, each class cycled
+        through in random order; same number of steps per epoch). See
+        :mod:`flareseq.training` for how the three imbalance options differ.
     steps_per_epoch, validation_steps : the study's mode: random batches per epoch instead of
         full passes (see :mod:`flareseq.training`).
     early_stopping, patience, monitor : stop after ``patience`` epochs without improvement of
@@ -223,8 +233,8 @@ class FlareClassifier(ThresholdedClassifierMixin, BaseEstimator):
         self, model: str = "lstm", model_params: dict | None = None, *, optimizer: str = "rmsprop",
         learning_rate: float = 1e-3, weight_decay: float = 0.0, epochs: int = 10, batch_size: int = 128,
         class_weight=None, loss: str = "bce", focal_gamma: float = 2.0, focal_alpha: float | None = None,
-        steps_per_epoch: int | None = None, validation_steps: int | None = None, early_stopping: bool = False,
-        patience: int = 5, monitor: str = "val_loss", clip_grad_norm: float | None = None, threshold: float = 0.5,
+        sampling: str = "shuffle", steps_per_epoch: int | None = None, validation_steps: int | None = None,
+        early_stopping: bool = False, patience: int = 5, monitor: str = "val_loss", clip_grad_norm: float | None = None, threshold: float = 0.5,
         threshold_metric: str | None = None, scaler="zscore", n_threads: int | None = None, device: str = "auto",
         random_state: int = 0, progress: bool = True,
     ) -> None:
@@ -239,6 +249,7 @@ class FlareClassifier(ThresholdedClassifierMixin, BaseEstimator):
         self.loss = loss
         self.focal_gamma = focal_gamma
         self.focal_alpha = focal_alpha
+        self.sampling = sampling
         self.steps_per_epoch = steps_per_epoch
         self.validation_steps = validation_steps
         self.early_stopping = early_stopping
@@ -272,7 +283,7 @@ class FlareClassifier(ThresholdedClassifierMixin, BaseEstimator):
         settings = TrainSettings(
             optimizer=self.optimizer, learning_rate=self.learning_rate, weight_decay=self.weight_decay,
             epochs=self.epochs, batch_size=self.batch_size, class_weights=resolve_class_weights(self.class_weight, y),
-            loss=self.loss, focal_gamma=self.focal_gamma, focal_alpha=self.focal_alpha,
+            loss=self.loss, focal_gamma=self.focal_gamma, focal_alpha=self.focal_alpha, sampling=self.sampling,
             steps_per_epoch=self.steps_per_epoch, validation_steps=self.validation_steps,
             early_stopping=self.early_stopping, patience=self.patience, monitor=self.monitor,
             clip_grad_norm=self.clip_grad_norm,

@@ -19,6 +19,36 @@ Keras equivalences (the study trained with Keras):
   once, so epochs are compared on the same data.
 * Training metrics of an epoch are those of the batches seen during it (dropout active),
   as Keras reports them; validation metrics are computed in eval mode.
+
+Three answers to class imbalance, usable alone or together:
+
+* **Class weights** (``class_weights``): each sample's loss times its class's weight;
+  ``"balanced"`` gives ``n / (2 n_c)`` (inverse frequency, as scikit-learn).
+* **Focal loss** (``loss="focal"``, Lin et al. 2017): ``-alpha_t (1 - p_t)^gamma log p_t``;
+  ``gamma`` (``focal_gamma``, 2 by default) shrinks the loss of samples already classified
+  well, which are mostly the abundant quiet ones; ``focal_alpha`` weighs the flare class by
+  alpha and the quiet class by 1 - alpha (``None``: no such factor). With ``gamma = 0`` and
+  no alpha it is exactly binary cross-entropy. Validation loss (for early stopping) stays
+  plain binary cross-entropy, so epochs are compared on one scale whatever the loss.
+* **Balanced sampling** (``sampling="balanced"``): every training batch holds
+  ``batch_size // 2`` flare samples and the rest quiet ones, each class drawn in turn from
+  its own reshuffled order (the minority class is repeated, every sample of each class is
+  used before any repeats). An epoch keeps its usual number of steps (``steps_per_epoch``,
+  or ``ceil(n / batch_size)``), so budgets compare with ``"shuffle"``. The training metrics
+  of an epoch are then those of balanced batches.
+
+Class weights and balanced sampling both train the model as if flares were common: its
+probabilities are too high for the real event rate. Thresholds chosen on validation TSS
+absorb this, but the Brier skill score pays for it.
+
+Weight decay (``weight_decay``): Adam and RMSprop add it to the gradient (classic L2: the
+decay passes through the adaptive scaling), AdamW decays the weights directly, decoupled
+from the gradient (Loshchilov & Hutter 2019); torch's implementations, checked in
+tests/test_training.py. AdamW with ``weight_decay=0`` uses torch's default 0.01 (AdamW
+without decay is Adam).
+
+Model hook: a model that defines ``fit_features(X)`` (MiniRocket) has it called once with the
+training data before the first step, to fit what is learned without gradients.
 """
 
 from __future__ import annotations
@@ -41,6 +71,7 @@ from .errors import ConfigError, FlareseqError
 
 OPTIMIZERS = ("rmsprop", "adam", "adamw")
 LOSSES = ("bce", "focal")
+SAMPLINGS = ("shuffle", "balanced")
 _HISTORY_METRICS = ("loss", "accuracy", "recall", "precision", "tss", "hss2")
 
 
@@ -57,6 +88,7 @@ class TrainSettings:
     loss: str = "bce"
     focal_gamma: float = 2.0
     focal_alpha: float | None = None
+    sampling: str = "shuffle"
     steps_per_epoch: int | None = None
     validation_steps: int | None = None
     early_stopping: bool = False
@@ -70,6 +102,10 @@ class TrainSettings:
             raise ConfigError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}.")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}.")
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(f"sampling must be one of {list(SAMPLINGS)}, got {self.sampling!r}.")
+        if self.focal_gamma < 0:
+            raise ConfigError(f"focal_gamma must be >= 0, got {self.focal_gamma!r}.")
         for name in ("epochs", "batch_size", "patience"):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or value < 1:
@@ -219,15 +255,63 @@ class TrainResult:
     stopped_early: bool
 
 
-def _train_batches(n: int, settings: TrainSettings, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    if settings.steps_per_epoch is not None:
-        for _ in range(settings.steps_per_epoch):
-            yield rng.integers(0, n, size=settings.batch_size)
-        return
-    order = rng.permutation(n)
-    for start in range(0, n, settings.batch_size):
-        # Sorted indices gather faster from (possibly memory-mapped) arrays.
-        yield np.sort(order[start : start + settings.batch_size])
+class _Cycler:
+    """Indices of one class, handed out in a random order reshuffled each time it runs out."""
+
+    def __init__(self, indices: np.ndarray, rng: np.random.Generator) -> None:
+        self.indices, self.rng = indices, rng
+        self.order, self.position = rng.permutation(indices), 0
+
+    def take(self, k: int) -> np.ndarray:
+        out = []
+        while k > 0:
+            if self.position == len(self.order):
+                self.order, self.position = self.rng.permutation(self.indices), 0
+            chunk = self.order[self.position : self.position + k]
+            self.position += len(chunk)
+            k -= len(chunk)
+            out.append(chunk)
+        return np.concatenate(out)
+
+
+class BatchSampler:
+    """Training batches of one run: ``"shuffle"`` or ``"balanced"`` (module docstring).
+
+    ``epoch()`` yields the index arrays of one epoch; the balanced cyclers carry over from
+    epoch to epoch, so each class is used in full before any sample repeats.
+    """
+
+    def __init__(self, y: np.ndarray, settings: TrainSettings, rng: np.random.Generator) -> None:
+        self.n, self.settings, self.rng = len(y), settings, rng
+        self.cyclers: tuple[_Cycler, _Cycler] | None = None
+        if settings.sampling == "balanced":
+            positives, negatives = np.flatnonzero(y == 1), np.flatnonzero(y != 1)
+            if not len(positives) or not len(negatives):
+                raise FlareseqError(
+                    f"sampling='balanced' needs both classes in the training data; found {len(positives)} "
+                    f"positive(s) and {len(negatives)} negative(s). Use sampling='shuffle'."
+                )
+            self.cyclers = (_Cycler(positives, rng), _Cycler(negatives, rng))
+
+    def n_steps(self) -> int:
+        return self.settings.steps_per_epoch or math.ceil(self.n / self.settings.batch_size)
+
+    def epoch(self) -> Iterator[np.ndarray]:
+        size = self.settings.batch_size
+        if self.cyclers is not None:
+            n_pos = size // 2
+            for _ in range(self.n_steps()):
+                batch = np.concatenate([self.cyclers[0].take(n_pos), self.cyclers[1].take(size - n_pos)])
+                yield np.sort(batch)
+            return
+        if self.settings.steps_per_epoch is not None:
+            for _ in range(self.settings.steps_per_epoch):
+                yield self.rng.integers(0, self.n, size=size)
+            return
+        order = self.rng.permutation(self.n)
+        for start in range(0, self.n, size):
+            # Sorted indices gather faster from (possibly memory-mapped) arrays.
+            yield np.sort(order[start : start + size])
 
 
 def train_model(
@@ -253,19 +337,24 @@ def train_model(
         size = min(len(X_val), settings.validation_steps * settings.batch_size)
         pick = np.sort(rng.choice(len(X_val), size=size, replace=False))
         X_val, y_val = X_val[pick], y_val[pick]
+    sampler = BatchSampler(y, settings, rng)
     optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.learning_rate, settings.weight_decay)
     history: dict[str, list[float]] = {}
     y_float = y.astype(np.float32)
     with flush_denormals():
+        fit_features = getattr(model, "fit_features", None)
+        if callable(fit_features):
+            # What the model learns without gradients (MiniRocket's biases), from training data only.
+            fit_features(X)
         stopped_early, best_epoch, best_state = _run_epochs(
-            model, X, y, y_float, X_val, y_val, has_val, settings, optimizer, rng, device, progress, history)
+            model, X, y, y_float, X_val, y_val, has_val, settings, optimizer, sampler, device, progress, history)
     if settings.early_stopping and best_state is not None:
         # Keep the best epoch's weights, not the last (Keras: restore_best_weights=True).
         model.load_state_dict(best_state)
     return TrainResult(history=history, best_epoch=best_epoch, stopped_early=stopped_early)
 
 
-def _run_epochs(model, X, y, y_float, X_val, y_val, has_val, settings, optimizer, rng, device, progress, history):
+def _run_epochs(model, X, y, y_float, X_val, y_val, has_val, settings, optimizer, sampler, device, progress, history):
     w0, w1 = settings.class_weights
     minimise = settings.monitor.removeprefix("val_") == "loss"
     best_value, best_epoch, best_state, waited = math.inf, None, None, 0
@@ -276,10 +365,9 @@ def _run_epochs(model, X, y, y_float, X_val, y_val, has_val, settings, optimizer
         data_seconds = 0.0
         loss_sum, n_seen = 0.0, 0
         seen_y, seen_logits = [], []
-        n_steps = settings.steps_per_epoch or math.ceil(len(X) / settings.batch_size)
-        bar = tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False,
+        bar = tqdm(total=sampler.n_steps(), desc=f"epoch {epoch + 1}/{settings.epochs}", leave=False,
                    disable=None if progress else True)
-        for index in _train_batches(len(X), settings, rng):
+        for index in sampler.epoch():
             t_data = time.perf_counter()
             xb = _to_device(X, index, device)
             yb = torch.from_numpy(y_float[index]).to(device)

@@ -4,8 +4,15 @@ Every registered model maps ``(B, T, F)`` float32 input to one logit per sample 
 A registry entry is a :class:`ModelSpec`: a builder ``builder(n_features, **params)``, the
 parameters' defaults (read from the builder's signature, so they cannot drift), tiny
 parameters for the shared test suite, and, for weight-tied models, the parameters that
-build the untied twin. More model families (TrellisNet, MiniRocket, InceptionTime) plug in
-with :func:`register_model`; training code lives in :mod:`flareseq.training`, not here.
+build the untied twin. Training code lives in :mod:`flareseq.training`, not here.
+
+Registered, in this order: the study's six LSTMs (:mod:`.lstm`), ``regularised-lstm``,
+``trellisnet`` (:mod:`.trellisnet`), ``minirocket`` (:mod:`.minirocket`) and ``inception``
+(:mod:`.inception`); docs/models.md describes each with its sources. Other families plug in
+with :func:`register_model`.
+
+A model may define ``fit_features(X_train)``: the training loop calls it once, on the
+training data, before the first gradient step (MiniRocket fits its biases there).
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError
+from . import inception as _inception
 from . import lstm as _lstm
+from . import minirocket as _minirocket
+from . import trellisnet as _trellisnet
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,19 @@ for _spec in (
     ModelSpec("embed-tied-stacked-lstm", _lstm.embed_tied_stacked_lstm,
               "embedding -> LSTM(25) -> tied LSTM(25) -> tied decoder -> Dense(1)",
               {"embedding_size": 8, **_TINY_LSTM}, untied_params={"tie_weights": False}),
+    # Beyond the study (issue 9).
+    ModelSpec("regularised-lstm", _lstm.regularised_lstm,
+              "stacked LSTM(32) x 2 + input/output dropout + layer norm",
+              {"hidden_size": 8, "input_dropout": 0.1, "output_dropout": 0.1, **_TINY_LSTM}),
+    ModelSpec("trellisnet", _trellisnet.trellisnet,
+              "TrellisNet(32): one causal conv + LSTM gate shared by every level, input injected",
+              {"hidden_size": 8, "dropout": 0.1}),
+    ModelSpec("minirocket", _minirocket.minirocket,
+              "MiniRocket: 9,996 PPV features of 84 fixed kernels -> logistic head",
+              {"n_ppv_features": 336, "max_dilations_per_kernel": 4}),
+    ModelSpec("inception", _inception.inception,
+              "Inception network (InceptionTime's member): 6 modules, residual every 3, GAP",
+              {"n_filters": 4, "depth": 3, "kernel_sizes": (6, 4, 2), "bottleneck_size": 4}),
 ):
     register_model(_spec)
 del _spec
