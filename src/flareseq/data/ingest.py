@@ -1,33 +1,42 @@
 """Ingestion: inputs of any supported format into one columnar store, in parallel.
 
-Kaggle JSON lines are cut into chunks of whole lines that worker processes parse (an
-uncompressed file is split into byte ranges that each worker reads itself, so the parent
-never touches the bulk of the bytes; a compressed stream is decompressed by the parent and
-handed out in chunks). Results are taken back in input order, so sample order, ids and
-line numbers are those of the input. Each chunk's line count rebases the next chunk's line
-numbers, so errors name the true line. At most ``2 x workers`` chunks are in flight, which
-bounds memory whatever the file size. A large SWAN-SF folder is parsed by the same workers in
-batches of files, in the serial reader's order.
+Kaggle JSON lines are cut into chunks of whole lines that workers parse (an uncompressed
+file is split into byte ranges that each worker reads itself; a compressed stream is
+decompressed by the parent and handed out in chunks). Results are taken back in input
+order, so sample order, ids and line numbers are those of the input. Each chunk's line count
+rebases the next chunk's line numbers, so errors name the true line. At most
+``2 x workers`` chunks are in flight, which bounds memory whatever the file size. A large
+SWAN-SF folder is parsed by worker processes in batches of files, in the serial reader's
+order.
 
-Small inputs are read in this process: a worker is a fresh interpreter (spawned, not forked,
-because the parent may hold Arrow or BLAS threads) and takes ~0.3-0.6 s to start.
+Which workers: when the compiled scanner (``flareseq._scan``) is built, Kaggle chunks are
+scanned by *threads*: the scanner releases the GIL, so threads run in parallel at no
+start-up cost and hand their arrays over without pickling. A chunk the scanner declines (an
+unusual or bad line) needs the Python parsers, which hold the GIL: in a large input the
+thread passes it to a worker process; a small input parses it in the thread. Without the
+scanner, worker processes parse every chunk, and small inputs are read in this process: a
+process is a fresh interpreter (spawned, not forked, because the parent may hold Arrow or
+BLAS threads) and takes ~0.3-0.6 s to start.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..errors import ConfigError
-from ..schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS
+from ..schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS, UNLABELLED
 from .kaggle import (
     DEFAULT_CHUNK_BYTES,
     ByteSource,
@@ -39,6 +48,7 @@ from .kaggle import (
     kaggle_sources,
     parse_kaggle_chunk,
 )
+from .kaggle_fast import SCANNER_NOTE, scan_chunk
 from .skips import SkipLog, check_on_error
 
 if TYPE_CHECKING:
@@ -79,6 +89,8 @@ class IngestReport:
         for s in self.manifest["sources"]:
             lines.append(f"  {s['path']}: {s['n_read']} read, {s['n_skipped']} skipped of {s['n_records']} records")
         lines.append(self.skips.summary())
+        if SCANNER_NOTE and self.fast_chunks + self.strict_chunks:
+            lines.append(f"note: {SCANNER_NOTE}")
         if len(self.skips):
             lines.append(f"skipped records listed in {self.path / 'skipped.tsv'}")
         return "\n".join(lines)
@@ -109,8 +121,9 @@ def ingest(
     on_error : ``"raise"`` stops at the first bad record (and leaves no store);
         ``"skip"`` skips bad records, lists them in ``out/skipped.tsv`` and counts them in
         the manifest.
-    workers : worker processes for Kaggle files and large SWAN-SF folders (default: the
-        usable cores, at most 8); small inputs are read in this process.
+    workers : parallel workers for Kaggle files and large SWAN-SF folders (default: the
+        usable cores, at most 8): threads running the compiled scanner, worker processes for
+        the Python parsers (see the module's notes).
     overwrite : replace an existing store at ``out`` (otherwise a :class:`StoreError`).
     progress : tqdm bars on stderr; ``None`` shows them only on a terminal.
     chunk_bytes : bytes of Kaggle lines per parse task (memory per worker grows with it).
@@ -271,22 +284,36 @@ SWANSF_FILES_PER_TASK = 1024
 
 
 class _Pool:
-    """Worker processes (started on first use) that parse chunks, results in input order."""
+    """Worker threads and processes (each started on first use) that parse chunks, results
+    in input order."""
 
     def __init__(self, workers: int, chunk_bytes: int) -> None:
         self.workers = workers
         self.chunk_bytes = chunk_bytes
         self._executor: ProcessPoolExecutor | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()  # scanning threads may start the processes
         self.started = False
 
     def _get(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            # spawn, not fork: the parent may hold Arrow/torch threads that fork would copy mid-state
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+        with self._lock:
+            if self._executor is None:
+                # spawn, not fork: the parent may hold Arrow/torch threads that fork would copy mid-state
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+                self.started = True
+            return self._executor
+
+    def _get_threads(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="flareseq-scan")
             self.started = True
-        return self._executor
+        return self._threads
 
     def shutdown(self) -> None:
+        # threads first: a thread may be waiting on a process
+        if self._threads is not None:
+            self._threads.shutdown(wait=True, cancel_futures=True)
+            self._threads = None
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
@@ -310,9 +337,12 @@ class _Pool:
     def parse(self, source: ByteSource, on_error: str, n_timesteps: int):
         """Yield ``(ParsedChunk, bytes consumed)`` in input order."""
         size = source.size
-        # Workers start a fresh interpreter each (~0.5 s): below ~16 chunks one process is faster.
+        # Processes start a fresh interpreter each (~0.5 s): below ~16 chunks one process is faster.
         # (A compressed size counts 4x: JSON lines compress about that much.)
         small = size * (1 if source.plain_path is not None else 4) < 16 * self.chunk_bytes
+        if self.workers > 1 and not SCANNER_NOTE:
+            yield from self._scan_in_threads(source, on_error, n_timesteps, small)
+            return
         if self.workers == 1 or small:
             with source.open() as stream:
                 for data in iter_line_chunks(stream, self.chunk_bytes):
@@ -352,6 +382,105 @@ class _Pool:
             for future, _ in window:
                 future.cancel()
 
+    def _scan_in_threads(self, source: ByteSource, on_error: str, n_timesteps: int, small: bool):
+        """:meth:`parse` by scanning threads, ``2 x workers`` chunks in flight."""
+        threads = self._get_threads()
+
+        def task(read: Callable[[], bytes | memoryview]) -> ParsedChunk:
+            data = read()
+            chunk = _scanned_chunk(data, n_timesteps)
+            if chunk is not None:
+                return chunk
+            data = bytes(data)  # the Python parsers want bytes (and the thread's buffer is reused)
+            if small:  # not worth starting processes: parse here (holding the GIL)
+                return parse_kaggle_chunk(data, path=source.name, on_error=on_error, n_timesteps=n_timesteps)
+            return self._get().submit(_parse_bytes, data, source.name, on_error, n_timesteps).result()
+
+        if source.plain_path is not None:
+            path = str(source.plain_path)
+            ranges = [(start, min(start + self.chunk_bytes, source.size))
+                      for start in range(0, source.size, self.chunk_bytes)]
+            tasks = ((threads.submit(task, lambda a=a, b=b: _read_range_reused(path, a, b)), b - a)
+                     for a, b in ranges)
+        else:
+            def compressed_tasks():
+                with source.open() as stream:
+                    for data in iter_line_chunks(stream, self.chunk_bytes):
+                        yield threads.submit(task, lambda data=data: data), len(data)
+            tasks = compressed_tasks()
+        window: deque[tuple[Future, int]] = deque()
+        try:
+            for item in tasks:
+                window.append(item)
+                if len(window) >= 2 * self.workers:
+                    future, n_bytes = window.popleft()
+                    yield future.result(), n_bytes
+            while window:
+                future, n_bytes = window.popleft()
+                yield future.result(), n_bytes
+        finally:
+            for future, _ in window:
+                future.cancel()
+
+
+_thread_buffers = threading.local()
+
+
+def _read_range_reused(path: str, start: int, end: int) -> memoryview:
+    """:func:`_read_range` into this thread's reusable buffer: a fresh 16 MB buffer per chunk
+    costs the kernel more (zeroing new pages) than the scanner spends parsing a third of it."""
+    with open(path, "rb") as handle:
+        first = _line_start(handle, start)
+        n = max(0, _line_start(handle, end) - first)
+        buffer = getattr(_thread_buffers, "buffer", None)
+        if buffer is None or len(buffer) < n:
+            buffer = _thread_buffers.buffer = bytearray(n + (n >> 4))
+        view = memoryview(buffer)[:n]
+        handle.seek(first)
+        done = 0
+        while done < n:  # a regular file fills it in one call; loop for the rare short read
+            got = handle.readinto(view[done:])
+            if not got:
+                break
+            done += got
+        return view[:done]
+
+
+def _scanned_chunk(data: bytes | memoryview, n_timesteps: int) -> ParsedChunk | None:
+    """The chunk as the compiled scanner reads it, or ``None`` when it declines."""
+    result = scan_chunk(data, n_timesteps) if data else None
+    if result is None:
+        return None
+    n = len(result.ids)
+    return ParsedChunk(
+        ids=result.ids,
+        labels=result.labels if result.labels is not None else np.full(n, UNLABELLED, np.int8),
+        folds=result.folds if result.folds is not None else np.full(n, -1, np.int64),
+        fold_known=np.full(n, result.folds is not None),
+        X=result.X, lines=np.arange(1, n + 1, dtype=np.int64), n_lines=n, fast=True,
+    )
+
+
+def _read_range(path: str, start: int, end: int) -> bytes:
+    """The lines that *start* in ``[start, end)`` of a plain file, in one read (no copy to
+    append the last line's tail)."""
+    with open(path, "rb") as handle:
+        first = _line_start(handle, start)
+        last = _line_start(handle, end)
+        if last <= first:
+            return b""
+        handle.seek(first)
+        return handle.read(last - first)
+
+
+def _line_start(handle, position: int) -> int:
+    """The offset of the first line that starts at or after ``position``."""
+    if position <= 0:
+        return 0
+    handle.seek(position - 1)
+    handle.readline()  # the rest of the line that started before `position` (or just its newline)
+    return handle.tell()
+
 
 def _parse_bytes(data: bytes, name: str, on_error: str, n_timesteps: int) -> ParsedChunk:
     return parse_kaggle_chunk(data, path=name, on_error=on_error, n_timesteps=n_timesteps)
@@ -359,15 +488,4 @@ def _parse_bytes(data: bytes, name: str, on_error: str, n_timesteps: int) -> Par
 
 def _parse_range(path: str, start: int, end: int, name: str, on_error: str, n_timesteps: int) -> ParsedChunk:
     """Parse the lines that *start* in ``[start, end)`` of a plain file."""
-    with open(path, "rb") as handle:
-        if start > 0:
-            handle.seek(start - 1)
-            handle.readline()  # the rest of the line that started before `start` (or just its newline)
-        first = handle.tell()
-        if first >= end:
-            data = b""
-        else:
-            data = handle.read(end - first)
-            if data and not data.endswith(b"\n"):
-                data += handle.readline()
-    return parse_kaggle_chunk(data, path=name, on_error=on_error, n_timesteps=n_timesteps)
+    return parse_kaggle_chunk(_read_range(path, start, end), path=name, on_error=on_error, n_timesteps=n_timesteps)
