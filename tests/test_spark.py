@@ -22,7 +22,8 @@ from flareseq.data.synthetic import write_synthetic_kaggle, write_synthetic_swan
 from flareseq.errors import DataFormatError, FlareseqError
 from flareseq.prep import sample_fraction
 
-pytestmark = pytest.mark.spark
+# One JVM: every test of this module runs on the same xdist worker (make test uses --dist loadgroup).
+pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark")]
 
 # the content hash of the 12 real samples (docs/store.md's test vector)
 REAL_SAMPLES_HASH = "sha256:2006488f973891de6012c9c243784d41af16383000728f91259d3690438f3a1f"
