@@ -90,6 +90,14 @@ def quantile_sequence(n: int) -> np.ndarray:
     return (np.arange(1, n + 1, dtype=np.float64) * _GOLDEN) % 1.0
 
 
+def _sort_last(values: torch.Tensor) -> torch.Tensor:
+    """Sort along the last axis; on CPU through NumPy, ~3x faster than torch.sort for
+    many short rows (measured: 3.5 vs 11.5 ms for (128, 42, 60) on one thread)."""
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.sort(values.numpy(), axis=-1))
+    return values.sort(dim=-1).values.contiguous()
+
+
 class MiniRocket(nn.Module):
     """MiniRocket features -> standardisation -> Dense(1): ``(B, T, F)`` -> one logit.
 
@@ -181,7 +189,7 @@ class MiniRocket(nn.Module):
                 values = conv[:, kernels]
                 if parity == 1 and T > 2 * pad:
                     values = values[:, :, pad : T - pad]
-                values = values.sort(dim=2).values.contiguous()  # (B, 42, L)
+                values = _sort_last(values)  # (B, 42, L)
                 length = values.shape[2]
                 b = biases[kernels].unsqueeze(0).expand(B, -1, -1).contiguous()  # (B, 42, n)
                 above = length - torch.searchsorted(values, b, right=True)  # count of values > bias
