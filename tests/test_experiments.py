@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ SMALL = {
     "data": {"synthetic_samples": 500},
     "training": {"epochs": 1, "batch_size": 64, "early_stopping": False},
     "model": {"params": {"hidden_size": 8}},
+    "verification": {"n_bootstrap": 100},
     "baselines": ["climatology", "logistic-summary"],
 }
 
@@ -28,7 +30,8 @@ SMALL = {
 def finished_grid(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     values = {**SMALL, "tracking": {"output_dir": str(out), "experiment": "grid"},
-              "grid": {"zip": {"training.class_weight": [{"0": 1, "1": 5}, {"0": 1, "1": 1}]}}}
+              "grid": {"zip": {"training.class_weight": [{"0": 1, "1": 5}, {"0": 1, "1": 1}],
+                               "training.calibration": ["isotonic", ""]}}}
     experiment = expand_grid(values, default_name="grid")
     results = run_experiment(experiment, progress=False, echo=lambda line: None)
     return out, experiment, results
@@ -53,24 +56,73 @@ def test_grid_runs_baselines_and_models_into_mlflow(finished_grid):
     assert {"config.json", "scaler.json", "plots", "predictions"} <= artifacts
 
 
-def test_pyfunc_model_predicts_raw_samples(finished_grid):
+def test_pyfunc_model_predicts_raw_samples_with_its_calibration(finished_grid):
     out, _, _ = finished_grid
     frame = runs_frame(resolve_tracking_uri("", out), "grid")
-    run_id = frame[frame["name"] == "grid-c2"].iloc[0]["run_id"]
+    run_id = frame[frame["name"] == "grid-c1"].iloc[0]["run_id"]
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     from flareseq.data import synthetic_dataset
 
-    X = synthetic_dataset(6, seed=5).X
+    dataset = synthetic_dataset(6, seed=5)
+    X = dataset.X.copy()
     X[0, 3, 2] = np.nan  # filled as in training, not refused
     predicted = model.predict(X)
     assert list(predicted.columns) == ["probability", "label"] and len(predicted) == 6
     assert predicted["probability"].between(0, 1).all()
+    forecaster = saved_forecaster(run_id)
+    raw = forecaster.predict_proba_uncalibrated(dataset.with_X(X))
+    np.testing.assert_allclose(predicted["probability"], forecaster.calibrator.transform(raw))
+    assert (predicted["label"] == (predicted["probability"] >= forecaster.threshold)).all()
+
+
+def saved_forecaster(run_id):
+    from pathlib import Path
+
+    from flareseq.forecaster import Forecaster
+
+    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model"))
+    return Forecaster.load(next(local.rglob("forecaster.json")).parent)
+
+
+def test_calibration_reweighting_and_intervals_are_logged_exactly(finished_grid):
+    out, _, _ = finished_grid
+    frame = runs_frame(resolve_tracking_uri("", out), "grid").set_index("name")
+    flags = frame[["calibrated", "class_weighted", "calibration", "reweighting"]].to_dict("index")
+    assert flags["grid-c1"] == {"calibrated": "True", "class_weighted": "True", "calibration": "isotonic",
+                                "reweighting": "class weights 0: 1, 1: 5"}
+    assert flags["grid-c2"] == {"calibrated": "False", "class_weighted": "False", "calibration": "", "reweighting": ""}
+    # The summary baselines weight classes ("balanced") by default; climatology does not.
+    assert flags["baseline-logistic-summary"]["reweighting"] == "balanced class weights"
+    assert flags["baseline-climatology"]["class_weighted"] == "False"
+    for name, row in frame.iterrows():
+        assert row["test_tss_ci_low"] <= row["test_tss"] <= row["test_tss_ci_high"], name
+        assert row["ref_test_optimal_tss"] >= row["test_tss"] - 1e-9, name  # the test optimum bounds every choice
+    calibrated = frame.loc["grid-c1"]
+    assert {"test_brier_uncalibrated", "test_bss_uncalibrated"} <= set(frame.columns)
+    assert calibrated["test_brier"] != calibrated["test_brier_uncalibrated"]
+
+
+def test_test_forecasts_carry_regions_thresholds_and_both_probabilities(finished_grid):
+    out, _, _ = finished_grid
+    frame = runs_frame(resolve_tracking_uri("", out), "grid").set_index("name")
+    run_id = frame.loc["grid-c1", "run_id"]
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="predictions/test_predictions.csv")
+    logged = pd.read_csv(local, dtype={"id": str, "region": str})
+    assert {"id", "y", "probability", "threshold", "climatology", "region", "probability_uncalibrated"} <= set(logged)
+    forecaster = saved_forecaster(run_id)
+    # The calibrator fitted on validation, saved with the model, maps the model's own probabilities.
+    np.testing.assert_allclose(logged["probability"], forecaster.calibrator.transform(logged["probability_uncalibrated"]))
+    assert (logged["threshold"] == forecaster.threshold).all()
+    assert forecaster.threshold == pytest.approx(frame.loc["grid-c1", "threshold"])
 
 
 def test_resuming_skips_finished_runs(finished_grid):
     _, experiment, _ = finished_grid
     again = run_experiment(experiment, progress=False, echo=lambda line: None)
     assert [r.status for r in again] == ["SKIPPED"] * 4
+    # Interval settings are not part of a run's identity: changing them redoes nothing.
+    more = replace(experiment, runs=tuple(r.with_overrides({"verification.n_bootstrap": 7}) for r in experiment.runs))
+    assert [r.status for r in run_experiment(more, progress=False, echo=lambda line: None)] == ["SKIPPED"] * 4
 
 
 def test_a_failed_run_is_recorded_and_the_grid_goes_on(tmp_path):
@@ -89,6 +141,9 @@ def test_cli_report_predict_and_evaluate(finished_grid, tmp_path, capsys):
     assert main(["report", "--experiment", "grid", "--output-dir", str(out), "--out", str(tmp_path / "rep")]) == 0
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "baseline-logistic-summary" in html and "data:image/png;base64," in html
+    for heading in ("Confidence intervals", "Paired comparison with the best baseline", "Threshold choice",
+                    "Calibration", "test-optimal TSS (reference, not a score)"):
+        assert heading in html, heading
     from flareseq.data import write_synthetic_kaggle
 
     data = write_synthetic_kaggle(tmp_path / "new.jsonl", 40, seed=9, labelled=False)
@@ -116,3 +171,16 @@ def test_run_single_without_tracking_scores_the_test_part():
     result = run_single(config, progress=False)
     assert result.status == "FINISHED" and result.run_id is None
     assert {"test_tss", "val_tss", "test_bss", "threshold"} <= set(result.scores)
+
+
+def test_cli_compare_two_runs_on_the_same_test_set(finished_grid, capsys):
+    out, _, _ = finished_grid
+    capsys.readouterr()
+    assert main(["compare", "grid-c1", "baseline-logistic-summary", "--json", "--n-boot", "200",
+                 "--experiment", "grid", "--output-dir", str(out)]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert set(results) == {"tss", "hss2", "pr_auc"}
+    for r in results.values():
+        assert r["low"] <= r["difference"] <= r["high"] or r["low"] <= r["high"]
+        assert 0 <= r["p_first_better"] <= 1
+        assert r["difference"] == pytest.approx(r["first"] - r["second"])

@@ -143,6 +143,28 @@ def test_threshold_curve_marks_the_validation_choice_and_labels_test_as_referenc
     assert lines["validation"].get_ydata()[0] == pytest.approx(0.0)
 
 
+def test_threshold_curve_marks_the_test_optimum_as_a_reference_not_a_score(forecasts):
+    (y, p), (yt, pt) = forecasts
+    ax = plots.plot_threshold_curve(y, p, yt, pt, chosen=0.3)
+    marker = next(line for line in ax.get_lines() if line.get_label().startswith("test-optimal"))
+    test_curve = next(line for line in ax.get_lines() if line.get_label() == "test (reference only)")
+    best = np.nanmax(test_curve.get_ydata())
+    assert marker.get_label() == f"test-optimal TSS {best:.2f} (reference, not a score)"
+    assert marker.get_ydata()[0] == pytest.approx(best)
+
+
+def test_threshold_curves_by_fold_one_panel_per_fold_with_its_own_choice(forecasts):
+    (y, p), (yt, pt) = forecasts
+    val = [pd.DataFrame({"y": y, "probability": p, "threshold": t}) for t in (0.3, 0.4)]
+    test = [pd.DataFrame({"y": yt, "probability": pt, "threshold": t}) for t in (0.3, 0.4)]
+    fig = plots.plot_threshold_curves_by_fold(val, test)
+    assert [ax.get_title() for ax in fig.axes] == ["fold 1", "fold 2"]
+    labels = [[line.get_label() for line in ax.get_lines()] for ax in fig.axes]
+    assert "chosen on validation: 0.30" in labels[0] and "chosen on validation: 0.40" in labels[1]
+    with pytest.raises(ValueError, match="one validation and one test frame per fold"):
+        plots.plot_threshold_curves_by_fold(val, test[:1])
+
+
 def test_threshold_curve_without_choice_marks_the_validation_maximum(forecasts):
     (y, p), _ = forecasts
     ax = plots.plot_threshold_curve(y, p)

@@ -193,3 +193,83 @@ def test_empty_runs_still_produce_a_report(tmp_path):
     assert "0 runs" in text and "there is no best model" in text
     assert paths.html.is_file()
     assert paths == report.ReportPaths(tmp_path / "new" / "report.md", tmp_path / "new" / "report.html")
+
+
+# --------------------------------------------------------------------------- verification sections
+
+def test_inflated_uncalibrated_probabilities_are_marked_where_they_are_shown(runs, tmp_path):
+    runs["class_weighted"] = [True, False, True, "True", None]
+    runs["calibrated"] = [False, False, True, "False", None]
+    runs["reweighting"] = ["class weights 0: 1, 1: 5", "", "", "balanced class weights", ""]
+    text = build_report(runs, out_dir=tmp_path).markdown.read_text(encoding="utf-8")
+    rows = {r[0].strip("*"): r for r in table_rows(section(text, "Runs"))}
+    bss, brier = 6, 13  # columns of BSS and Brier
+    assert rows["steady"][bss].endswith(report.INFLATED_MARK) and rows["steady"][brier].endswith(report.INFLATED_MARK)
+    assert report.INFLATED_MARK not in rows["lucky"][bss] + rows["stacked-a"][bss]  # unweighted, or calibrated
+    assert rows["logreg"][bss].strip("*").endswith(report.INFLATED_MARK)
+    notes = section(text, "Notes")
+    assert "2 run(s) (steady: class weights 0: 1, 1: 5, logreg: balanced class weights)" in notes
+    assert "training.calibration=platt" in section(text, "Calibration")
+
+
+def test_rotation_table_shows_mean_sd_and_every_fold(runs, tmp_path):
+    runs["n_folds"] = [3, None, None, 3, None]
+    runs.loc[0, ["test_tss", "test_tss_sd", "test_tss_fold1", "test_tss_fold2", "test_tss_fold3"]] = [
+        0.5, 0.1, 0.4, 0.5, 0.6]
+    runs.loc[3, ["test_hss2", "test_hss2_sd"]] = [0.3, np.nan]
+    rows = {r[0].strip("*"): r for r in table_rows(section(
+        build_report(runs, out_dir=tmp_path).markdown.read_text(encoding="utf-8"), "Rotation (K-fold)"))}
+    assert set(rows) == {"steady", "logreg"}
+    assert rows["steady"][2] == "3" and rows["steady"][3] == "0.500 ± 0.100"
+    assert rows["steady"][8] == "0.40 / 0.50 / 0.60"
+    assert rows["logreg"][4].strip("*") == "0.300"  # no spread known: the mean alone
+
+
+def test_interval_table_uses_pooled_forecasts_for_rotations(runs, tmp_path):
+    runs["test_tss_ci_low"], runs["test_tss_ci_high"] = 0.4, 0.7
+    runs["ci_level"], runs["ci_resampling"] = 0.95, "57 regions"
+    runs["n_folds"] = [None, 3, None, None, None]
+    runs.loc[1, ["pooled_test_tss", "pooled_test_tss_ci_low", "pooled_test_tss_ci_high"]] = [0.6, 0.5, 0.66]
+    text = section(build_report(runs, out_dir=tmp_path).markdown.read_text(encoding="utf-8"), "Confidence intervals")
+    rows = {r[0].strip("*"): r for r in table_rows(text)}
+    assert rows["steady"][2] == "0.550 [0.400, 0.700]"
+    assert rows["lucky (pooled folds)"][2] == "0.600 [0.500, 0.660]"
+    assert "95 % bootstrap interval" in text and "whole regions (57 regions)" in text
+
+
+def test_paired_comparison_marks_what_the_test_set_can_tell(runs, tmp_path):
+    comparisons = pd.DataFrame([
+        {"name": "steady", "baseline": "logreg", "error": "", **{
+            f"tss_{k}": v for k, v in zip(("difference", "low", "high", "p_first_better"), (0.1, 0.02, 0.18, 0.99))},
+         **{f"hss2_{k}": v for k, v in zip(("difference", "low", "high", "p_first_better"), (0.05, -0.02, 0.1, 0.8))},
+         **{f"pr_auc_{k}": v for k, v in zip(("difference", "low", "high", "p_first_better"), (-0.2, -0.3, -0.1, 0.0))}},
+        {"name": "other", "baseline": "logreg", "error": "other and logreg were not tested on the same samples"},
+    ])
+    text = section(build_report(runs, out_dir=tmp_path, comparisons=comparisons).markdown.read_text(encoding="utf-8"),
+                   "Paired comparison with the best baseline")
+    rows = {r[0]: r for r in table_rows(text)}
+    assert rows["steady"][2:4] == ["+0.100 [+0.020, +0.180]", "0.99"]
+    assert rows["steady"][-1] == "TSS better; HSS2 no; PR-AUC worse"
+    assert rows["other"][-1].startswith("not compared: other and logreg were not tested on the same samples")
+
+
+def test_test_optimal_tss_is_a_labelled_reference_never_the_score(runs, tmp_path):
+    runs["ref_test_optimal_tss"], runs["ref_test_optimal_threshold"] = 0.987, 0.42
+    text = build_report(runs, out_dir=tmp_path).markdown.read_text(encoding="utf-8")
+    assert "0.987" not in section(text, "Runs") and "0.987" not in section(text, "Summary")
+    threshold_section = section(text, "Threshold choice")
+    header = threshold_section.split("\n|---")[0]
+    assert "test TSS (the score)" in header and "test-optimal TSS (reference, not a score)" in header
+    rows = {r[0].strip("*"): r for r in table_rows(threshold_section)}
+    assert rows["steady"][2:7] == ["0.31 (val TSS)", "0.700", "0.550", "0.987", "0.42"]
+
+
+def test_calibration_table_shows_brier_and_bss_before_and_after(runs, tmp_path):
+    runs["calibrated"] = [True, False, False, False, None]
+    runs["class_weighted"] = [True, False, False, False, None]
+    runs["calibration"], runs["reweighting"] = ["platt", "", "", "", ""], ["balanced class weights", "", "", "", ""]
+    runs.loc[0, ["test_brier_uncalibrated", "test_brier", "test_bss_uncalibrated", "test_bss"]] = [0.3, 0.1, -0.8, 0.2]
+    text = build_report(runs, out_dir=tmp_path).markdown.read_text(encoding="utf-8")
+    rows = table_rows(section(text, "Calibration"))
+    assert rows == [["steady", "model", "platt", "balanced class weights", "0.300", "0.100", "-0.800", "0.200"]]
+    assert report.CALIBRATION_WARNING not in section(text, "Notes")

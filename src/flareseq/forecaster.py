@@ -1,9 +1,11 @@
 """A trained run as one object that turns raw samples into flare probabilities.
 
 A :class:`Forecaster` holds what a forecast needs besides the estimator: the feature names
-and length it was trained on, the missing-value treatment fitted on its training data, and
-the sample layout. It is what ``flareseq predict``, ``flareseq evaluate`` and the MLflow
-pyfunc model use, so all three forecast the same way. Saved as a folder of JSON, safetensors
+and length it was trained on, the missing-value treatment fitted on its training data, the
+sample layout, and, when the run calibrated its probabilities, the calibrator fitted on its
+validation data with the threshold chosen on the calibrated probabilities. It is what
+``flareseq predict``, ``flareseq evaluate`` and the MLflow pyfunc model use, so all three
+forecast the same way. Saved as a folder of JSON, safetensors
 and npz files: loading never unpickles anything.
 """
 
@@ -17,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from .baselines import BASELINES, load_baseline, make_baseline
+from .calibration import Calibrator, calibrator_from_dict
 from .config import RunConfig
 from .dataset import FlareDataset
 from .errors import ConfigError, FlareseqError
 from .prep import MissingValues
 
 FORMAT = "flareseq-forecaster"
-VERSION = 1
+VERSION = 2  # 2 added the optional calibrator; version 1 folders load unchanged
 
 
 def build_estimator(config: RunConfig, *, progress: bool | None = None):
@@ -78,9 +81,18 @@ class Forecaster:
     layout: str = "sequence"
     kind: str = "model"
     name: str = ""
+    calibrator: Calibrator | None = None
+    calibrated_threshold: float | None = None
 
     @property
     def threshold(self) -> float:
+        """The decision threshold, on the scale :meth:`predict_proba` returns (calibrated
+        probabilities when the run calibrated)."""
+        if self.calibrator is not None:
+            if self.calibrated_threshold is None:
+                raise FlareseqError("a calibrated forecaster needs calibrated_threshold, the threshold on the "
+                                    "calibrated probabilities.")
+            return float(self.calibrated_threshold)
         return float(self.estimator.threshold_)
 
     def prepare(self, dataset: FlareDataset) -> np.ndarray:
@@ -100,7 +112,13 @@ class Forecaster:
         return self.missing.transform(dataset.X)
 
     def predict_proba(self, dataset: FlareDataset) -> np.ndarray:
-        """Probability of a flare ``(n,)`` for each sample of ``dataset``."""
+        """Probability of a flare ``(n,)`` for each sample of ``dataset`` (calibrated when the
+        run calibrated)."""
+        p = self.predict_proba_uncalibrated(dataset)
+        return p if self.calibrator is None else self.calibrator.transform(p)
+
+    def predict_proba_uncalibrated(self, dataset: FlareDataset) -> np.ndarray:
+        """The model's own probabilities, before any calibration."""
         X = self.prepare(dataset)
         if self.layout == "study-rows":
             # A row model forecasts every step; a sample's forecast is the mean over its rows.
@@ -129,6 +147,7 @@ class Forecaster:
             "estimator": "baseline" if self.kind == "baseline" else "classifier",
             "feature_names": list(self.feature_names), "n_timesteps": self.n_timesteps,
             "layout": self.layout, "missing": self.missing.to_dict(), "threshold": self.threshold,
+            "calibration": None if self.calibrator is None else self.calibrator.to_dict(),
         }
         (folder / "forecaster.json").write_text(json.dumps(state, indent=2))
         return folder
@@ -140,10 +159,10 @@ class Forecaster:
         if not state_path.is_file():
             raise FlareseqError(f"{folder} is not a saved flareseq model: {state_path.name} is missing.")
         state = json.loads(state_path.read_text())
-        if state.get("format") != FORMAT or state.get("version") != VERSION:
+        if state.get("format") != FORMAT or state.get("version") not in (1, VERSION):
             raise FlareseqError(
-                f"{state_path}: expected format {FORMAT!r} version {VERSION}, found "
-                f"{state.get('format')!r} version {state.get('version')!r}."
+                f"{state_path}: expected format {FORMAT!r} version 1 to {VERSION}, found "
+                f"{state.get('format')!r} version {state.get('version')!r}; a newer flareseq wrote it?"
             )
         if state["estimator"] == "baseline":
             estimator = load_baseline(folder / "estimator")
@@ -152,6 +171,9 @@ class Forecaster:
 
             estimator = FlareClassifier.load(folder / "estimator", device=device)
             estimator.progress = False
+        calibration = state.get("calibration")
+        calibrator = None if calibration is None else calibrator_from_dict(calibration, where=str(state_path))
         return cls(estimator=estimator, missing=MissingValues.from_dict(state["missing"]),
                    feature_names=tuple(state["feature_names"]), n_timesteps=int(state["n_timesteps"]),
-                   layout=state["layout"], kind=state["kind"], name=state.get("name", ""))
+                   layout=state["layout"], kind=state["kind"], name=state.get("name", ""), calibrator=calibrator,
+                   calibrated_threshold=None if calibrator is None else float(state["threshold"]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from .config import DataConfig, PrepConfig, RunConfig
 from .dataset import FlareDataset
 from .errors import ConfigError, FlareseqWarning
 from .prep import MissingValues, pcc, pcc_125, sample_fraction
-from .splits import Split, split_from_config
+from .splits import Split, group_kfold, split_by_fold, split_from_config
 from .study_layout import apply_layout
 
 PART_NAMES = ("train", "validation", "test")
@@ -98,15 +98,82 @@ def split_source(source: Source, config: DataConfig) -> Split:
     return split_from_config(source.dataset, dict(config.split))
 
 
-def prepare_run_data(config: RunConfig, source: Source | None = None, *, progress: bool | None = None) -> RunData:
-    """Load (unless ``source`` is given), split and prepare the data of one run."""
-    source = source or load_source(config.data, progress=progress)
+def labelled_source(source: Source) -> Source:
+    """``source`` without its unlabelled samples (the ones no split can score)."""
     labelled = source.dataset.labelled()
     if labelled.n_samples == 0:
         raise ConfigError(f"{source.description}: no labelled samples to train and test on.")
     if labelled.n_samples < source.dataset.n_samples:
         source = Source(labelled, source.content_hash, source.description)
-    split = split_source(source, config.data)
+    return source
+
+
+def rotation_splits(dataset: FlareDataset, config: DataConfig) -> list[Split]:
+    """The K splits of a rotation (``config.cv = K``): each fold the test set in turn.
+
+    By fold files or partitions (``meta["fold"]``; more folds than K are taken in K
+    contiguous groups) or by K region groups (:func:`flareseq.splits.group_kfold`), as
+    ``config.cv_by`` says (``"auto"``: folds when there are K or more). The validation part is
+    carved from the training regions (``split.validation_share``, default 0.2), stratified so
+    that it holds flaring regions; data without regions validates on the next fold instead.
+    Every sample with a fold (or, by region, every sample) is tested exactly once.
+    """
+    k = config.cv
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ConfigError(f"data.cv must be an integer K >= 2 (K-fold rotation), or 0 for none; got {k!r}.")
+    if config.cv_by not in ("auto", "fold", "region"):
+        raise ConfigError(f"data.cv_by must be 'auto', 'fold' or 'region', got {config.cv_by!r}.")
+    options = dict(config.split)
+    share = options.get("validation_share", 0.2)
+    random_state = options.get("random_state", 0)
+    stratify = options.get("stratify", True)
+    meta = dataset.meta
+    folds = sorted(int(f) for f in meta["fold"].dropna().unique()) if "fold" in meta.columns else []
+    has_regions = "region" in meta.columns and bool(meta["region"].notna().all())
+    by = config.cv_by if config.cv_by != "auto" else ("fold" if len(folds) >= k else "region")
+    if by == "region":
+        if not has_regions:
+            raise ConfigError(
+                f"data.cv = {k} rotates over region groups (the data has {len(folds)} fold(s) {folds}, fewer than "
+                f"{k}), but not every sample has meta['region']. Set data.cv to at most {len(folds)} to rotate "
+                "over the folds, or give the data region ids."
+            )
+        splits = group_kfold(dataset, k, validation_share=share, random_state=random_state, stratify=stratify)
+    else:
+        if len(folds) < k:
+            raise ConfigError(f"data.cv = {k} rotates over fold files, but the data has {len(folds)} fold(s) {folds}; "
+                              f"set data.cv to at most {len(folds)}, or data.cv_by = 'region'.")
+        if not has_regions and k < 3:
+            raise ConfigError("rotating over folds without region ids validates on the next fold, which needs "
+                              f"data.cv >= 3 (a test, a validation and a training fold); got {k}.")
+        groups = [[int(f) for f in group] for group in np.array_split(np.asarray(folds), k)]
+        splits = []
+        for i, test_folds in enumerate(groups):
+            if has_regions:
+                train = [f for g in groups for f in g if g is not test_folds]
+                splits.append(split_by_fold(dataset, test_folds, train_folds=train, validation_share=share,
+                                            random_state=random_state, stratify=stratify))
+            else:
+                validation = groups[(i + 1) % k]
+                train = [f for g in groups for f in g if g is not test_folds and g is not validation]
+                splits.append(split_by_fold(dataset, test_folds, validation_folds=validation, train_folds=train))
+    return [replace(split, description=f"rotation {i + 1} of {k} ({by}): {split.description}")
+            for i, split in enumerate(splits)]
+
+
+def prepare_run_data(config: RunConfig, source: Source | None = None, *, split: Split | None = None,
+                     progress: bool | None = None) -> RunData:
+    """Load (unless ``source`` is given), split and prepare the data of one run.
+
+    ``split`` (positions into the labelled samples, e.g. one of :func:`rotation_splits`)
+    replaces the split of ``config.data.split``.
+    """
+    source = labelled_source(source or load_source(config.data, progress=progress))
+    if split is None:
+        if config.data.cv:
+            raise ConfigError(f"this configuration rotates (data.cv = {config.data.cv}): prepare one fold at a time "
+                              "with split=rotation_splits(...)[k], or run it with run_single / run_experiment.")
+        split = split_source(source, config.data)
     parts = dict(zip(PART_NAMES, split.apply(source.dataset)))
     if parts["train"].n_samples == 0 or parts["test"].n_samples == 0:
         raise ConfigError(
@@ -160,19 +227,50 @@ def data_key(config: RunConfig) -> str:
 
 
 class DataCache:
-    """Prepared data by :func:`data_key`; sources by data section (loaded once per grid)."""
+    """Prepared data by :func:`data_key` (and rotation fold); labelled sources and rotation
+    splits by data section, so a grid loads and splits its data once.
 
-    def __init__(self) -> None:
+    At most ``max_prepared`` prepared runs are kept (the oldest is dropped first): a rotation
+    over K folds of a large store would otherwise hold K copies of it.
+    """
+
+    def __init__(self, max_prepared: int = 8) -> None:
+        self.max_prepared = max_prepared
         self._sources: dict[str, Source] = {}
+        self._rotations: dict[str, list[Split]] = {}
         self._prepared: dict[str, RunData] = {}
 
-    def get(self, config: RunConfig, *, progress: bool | None = None) -> RunData:
-        key = data_key(config)
+    @staticmethod
+    def _source_key(data: DataConfig) -> str:
+        plain = RunConfig(data=data).to_dict()["data"]
+        return json.dumps({k: v for k, v in plain.items() if k not in ("split", "cv", "cv_by")}, sort_keys=True)
+
+    def put_source(self, data: DataConfig, source: Source) -> None:
+        """Use ``source`` (already loaded, e.g. by a benchmark) for runs with this data section."""
+        self._sources[self._source_key(data)] = labelled_source(source)
+
+    def source(self, config: RunConfig, *, progress: bool | None = None) -> Source:
+        key = self._source_key(config.data)
+        if key not in self._sources:
+            self._sources[key] = labelled_source(load_source(config.data, progress=progress))
+        return self._sources[key]
+
+    def rotation(self, config: RunConfig, *, progress: bool | None = None) -> list[Split]:
+        """The rotation splits of ``config.data`` (computed once per data section)."""
+        key = json.dumps(config.to_dict()["data"], sort_keys=True)
+        if key not in self._rotations:
+            self._rotations[key] = rotation_splits(self.source(config, progress=progress).dataset, config.data)
+        return self._rotations[key]
+
+    def get(self, config: RunConfig, *, fold: int | None = None, progress: bool | None = None) -> RunData:
+        """The prepared data of ``config``; of its ``fold``-th rotation split when it rotates."""
+        key = data_key(config) + ("" if fold is None else f"#fold{fold}")
         if key not in self._prepared:
-            source_key = json.dumps(config.to_dict()["data"], sort_keys=True)
-            if source_key not in self._sources:
-                self._sources[source_key] = load_source(config.data, progress=progress)
-            self._prepared[key] = prepare_run_data(config, self._sources[source_key], progress=progress)
+            split = None if fold is None else self.rotation(config, progress=progress)[fold]
+            while len(self._prepared) >= max(self.max_prepared, 1):
+                self._prepared.pop(next(iter(self._prepared)))
+            self._prepared[key] = prepare_run_data(config, self.source(config, progress=progress), split=split,
+                                                   progress=progress)
         return self._prepared[key]
 
 
@@ -181,5 +279,5 @@ def ensure_path_exists(path: str) -> None:
         raise ConfigError(f"data path {path!r} does not exist.")
 
 
-__all__ = ["Source", "RunData", "load_source", "split_source", "prepare_run_data", "prepare_parts", "data_key",
-           "DataCache"]
+__all__ = ["Source", "RunData", "load_source", "split_source", "labelled_source", "rotation_splits",
+           "prepare_run_data", "prepare_parts", "data_key", "DataCache"]

@@ -34,6 +34,7 @@ __all__ = [
     "plot_roc",
     "plot_run_comparison",
     "plot_threshold_curve",
+    "plot_threshold_curves_by_fold",
     "plot_training_curves",
     "save_figure",
 ]
@@ -234,17 +235,19 @@ def plot_reliability(y_true, p, *, n_bins: int = 10, ax: Axes | None = None, lab
 
 
 def plot_threshold_curve(y_val, p_val, y_test=None, p_test=None, *, chosen: float | None = None,
-                         ax: Axes | None = None, n_thresholds: int = 201) -> Axes:
+                         ax: Axes | None = None, n_thresholds: int = 201, title: str | None = None) -> Axes:
     """TSS against decision threshold on validation (and test, for reference only).
 
     Parameters
     ----------
     y_val, p_val : validation labels and probabilities; the threshold is chosen on these.
-    y_test, p_test : optional test labels and probabilities, drawn dashed. They are shown so a
-        reader can see how well the validation choice carries over, never to choose on.
+    y_test, p_test : optional test labels and probabilities, drawn dashed, with the test-optimal
+        TSS marked and labelled as a reference. They are shown so a reader can see how well the
+        validation choice carries over, never to choose on.
     chosen : the threshold the run used; when omitted, the validation TSS maximum is marked.
     ax : Axes to draw on; a new figure when omitted.
     n_thresholds : number of evenly spaced thresholds in [0, 1].
+    title : the Axes title (default "TSS against threshold").
     """
     ax = ax if ax is not None else _new_axes()
     thresholds = np.linspace(0.0, 1.0, n_thresholds)
@@ -253,16 +256,51 @@ def plot_threshold_curve(y_val, p_val, y_test=None, p_test=None, *, chosen: floa
     if (y_test is None) != (p_test is None):
         raise ValueError("Give both y_test and p_test, or neither.")
     if y_test is not None:
-        ax.plot(thresholds, tss_curve(y_test, p_test, thresholds), "--", color="C1", label="test (reference only)")
+        tss_test = tss_curve(y_test, p_test, thresholds)
+        ax.plot(thresholds, tss_test, "--", color="C1", label="test (reference only)")
+        if np.isfinite(tss_test).any():
+            # What a threshold chosen on the test data itself would reach: a bound, not a score.
+            k = int(np.nanargmax(tss_test))
+            ax.plot([thresholds[k]], [tss_test[k]], "v", color="C1", linestyle="none",
+                    label=f"test-optimal TSS {tss_test[k]:.2f} (reference, not a score)")
     if chosen is not None:
         ax.axvline(chosen, color="k", linewidth=1, label=f"chosen on validation: {chosen:.2f}")
     elif np.isfinite(tss_val).any():
         best = float(thresholds[np.nanargmax(tss_val)])
         ax.axvline(best, color="k", linewidth=1, label=f"best on validation: {best:.2f}")
     ax.axhline(0.0, color="0.5", linewidth=0.8)
-    ax.set(xlim=(0, 1), xlabel="decision threshold", ylabel="TSS", title="TSS against threshold")
+    ax.set(xlim=(0, 1), xlabel="decision threshold", ylabel="TSS", title=title or "TSS against threshold")
     ax.legend(fontsize="small")
     return ax
+
+
+def plot_threshold_curves_by_fold(validation: Sequence[pd.DataFrame], test: Sequence[pd.DataFrame], *,
+                                  fig: Figure | None = None) -> Figure:
+    """:func:`plot_threshold_curve` for each fold of a rotation, side by side.
+
+    Parameters
+    ----------
+    validation, test : per fold, a frame with ``y``, ``probability`` and ``threshold`` (the
+        fold's validation-chosen threshold), as a run's prediction files hold them.
+    fig : an empty Figure to draw on; a new one when omitted.
+    """
+    if len(validation) != len(test) or not validation:
+        raise ValueError(f"give one validation and one test frame per fold, got {len(validation)} and {len(test)}.")
+    if fig is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(3.4 * len(validation), 3.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(validation), sharey=True))
+    for k, (ax, val, tst) in enumerate(zip(axes, validation, test), start=1):
+        if val["y"].nunique() < 2:
+            ax.text(0.5, 0.5, "one class in validation", ha="center", va="center", transform=ax.transAxes)
+            continue
+        both = tst["y"].nunique() == 2
+        plot_threshold_curve(val["y"].to_numpy(), val["probability"].to_numpy(),
+                             tst["y"].to_numpy() if both else None, tst["probability"].to_numpy() if both else None,
+                             chosen=float(val["threshold"].iloc[0]), ax=ax, title=f"fold {k}")
+        ax.legend(fontsize="xx-small")
+    return fig
 
 
 def _best_per_architecture(table: pd.DataFrame) -> pd.DataFrame:

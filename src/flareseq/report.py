@@ -11,21 +11,25 @@ choosing on the test scores would report the luckiest run, not the best one.
 
 from __future__ import annotations
 
-import base64
-import html
 import math
-import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 
+from .report_render import MISSING
+from .report_render import Paragraph as _Paragraph
+from .report_render import Table as _Table
+from .report_render import figure_list as _figure_list
+from .report_render import fmt as _fmt
+from .report_render import md_table as _md_table
+from .report_render import render_html as _render_html
+from .report_render import render_markdown as _render_markdown
+
 __all__ = ["ReportPaths", "build_report", "runs_table_markdown", "STUDY_REPORTED"]
 
-MISSING = "–"
 METRICS = ("tss", "hss2", "precision", "recall", "f1", "accuracy", "roc_auc", "pr_auc", "brier", "bss")
 NUMERIC = (*(f"{s}_{m}" for s in ("val", "test") for m in METRICS), "threshold", "n_train", "n_val", "n_test",
            "pcc", "pcc_125")
@@ -39,27 +43,18 @@ MAIN_COLUMNS = {
 STUDY_REPORTED = {"accuracy": (0.75, 0.89), "recall": (0.55, 0.96), "tss": (0.59, 0.67), "pcc": 0.7380,
                   "pcc_125": 0.9225}
 CALIBRATION_WARNING = "probabilities from class-weighted training are inflated; not forecasts"
-_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
-
-
+INFLATED_MARK = "†"  # beside the Brier score and BSS of runs whose probabilities are inflated
+# Scores with bootstrap intervals, and those of the rotation table: header -> metric.
+CI_METRICS = {"TSS": "tss", "HSS2": "hss2", "precision": "precision", "recall": "recall", "F1": "f1",
+              "accuracy": "accuracy", "ROC-AUC": "roc_auc", "PR-AUC": "pr_auc", "Brier": "brier", "BSS": "bss"}
+ROTATION_METRICS = {"TSS": "tss", "HSS2": "hss2", "ROC-AUC": "roc_auc", "PR-AUC": "pr_auc", "BSS": "bss"}
+PAIRED_HEADERS = {"tss": "TSS", "hss2": "HSS2", "pr_auc": "PR-AUC"}
+_DERIVED = ("_sd", "_ci_low", "_ci_high", "_uncalibrated")
 class ReportPaths(NamedTuple):
     """Where :func:`build_report` wrote the report."""
 
     markdown: Path
     html: Path
-
-
-@dataclass
-class _Table:
-    header: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-    classes: list[str] = field(default_factory=list)  # per row: "", "baseline" or "failed"
-
-
-@dataclass
-class _Paragraph:
-    text: str
-    warning: bool = False
 
 
 # --------------------------------------------------------------------------- input handling
@@ -88,20 +83,21 @@ def _normalise(runs) -> pd.DataFrame:
     df["status"] = df["status"].fillna("FINISHED").astype(str).str.upper() if "status" in df else "FINISHED"
     for column in NUMERIC:
         df[column] = pd.to_numeric(df[column], errors="coerce") if column in df else float("nan")
+    for column in df.columns:  # per-fold values, spreads, intervals, references
+        if str(column).startswith(("val_", "test_", "pooled_", "ref_", "threshold_fold", "threshold_sd")) \
+                or column in ("n_folds", "ci_level"):
+            df[column] = pd.to_numeric(df[column], errors="coerce")
+    for column in ("n_folds", "ci_level"):
+        if column not in df:
+            df[column] = float("nan")
+    for column in ("reweighting", "calibration", "ci_resampling"):
+        df[column] = df[column].fillna("").astype(str) if column in df else ""
     for column in ("pcc", "pcc_125"):
         df[column] = df[column].where(~(df[column] > 1), df[column] / 100)  # a percentage, made a fraction
     df["pcc_125"] = df["pcc_125"].fillna(1.25 * df["pcc"])
     for column in ("calibrated", "split_leaky", "class_weighted"):
         df[column] = [_truthy(v) for v in df[column]] if column in df else None
     return df
-
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return MISSING
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def _percent(value) -> str:
@@ -135,15 +131,168 @@ def _threshold_text(row: pd.Series) -> str:
     return f"{row['threshold']:.2f} ({f'val {metric.upper()}' if metric else 'fixed'})"
 
 
+def _inflated(df: pd.DataFrame) -> pd.Series:
+    """Finished runs whose probabilities are inflated and not calibrated (weighting unknown:
+    assumed possible, so it is said rather than hidden)."""
+    weighted = df["class_weighted"].map(lambda v: v is not False)
+    return df["calibrated"].map(lambda v: v is False) & weighted & (df["status"] == "FINISHED")
+
+
 def _main_table(df: pd.DataFrame) -> _Table:
     table = _Table(["run", "architecture", "kind", "threshold", *MAIN_COLUMNS])
-    for _, row in df.iterrows():
+    inflated = _inflated(df)
+    for index, row in df.iterrows():
         failed = row["status"] != "FINISHED"
         name = f"{row['name']} ({row['status']})" if failed else str(row["name"])
         cells = [name, str(row["architecture"]) or MISSING, row["kind"], _threshold_text(row)]
-        table.rows.append(cells + [_fmt(row[column]) for column in MAIN_COLUMNS.values()])
+        for column in MAIN_COLUMNS.values():
+            text = _fmt(row[column])
+            if inflated[index] and column in ("test_brier", "test_bss") and text != MISSING:
+                text += f" {INFLATED_MARK}"
+            cells.append(text)
+        table.rows.append(cells)
         table.classes.append("failed" if failed else "baseline" if row["kind"] == "baseline" else "")
     return table
+
+
+def _runs_note(df: pd.DataFrame) -> _Paragraph:
+    text = ("Test scores at each run's threshold; baseline rows are marked; val TSS is the validation score runs "
+            "are ranked by.")
+    if df["n_folds"].notna().any():
+        text += (" Rotated runs (see Rotation) show the mean over their test folds, each fold with its own "
+                 "validation-chosen threshold.")
+    if _inflated(df).any():
+        text += (f" {INFLATED_MARK}: Brier score and BSS of probabilities that class-weighted training inflated and "
+                 "no calibration repaired; they judge inflated numbers, not forecasts.")
+    return _Paragraph(text)
+
+
+def _interval(row, estimate: str, low: str, high: str) -> str:
+    if math.isnan(row.get(estimate, float("nan"))):
+        return MISSING
+    if math.isnan(row.get(low, float("nan"))) or math.isnan(row.get(high, float("nan"))):
+        return _fmt(row[estimate])
+    return f"{row[estimate]:.3f} [{row[low]:.3f}, {row[high]:.3f}]"
+
+
+def _rotation(df: pd.DataFrame) -> list:
+    rotated = _finished(df[df["n_folds"].notna()])
+    if rotated.empty:
+        return []
+    table = _Table(["run", "kind", "folds", *(f"{h} mean ± sd" for h in ROTATION_METRICS), "TSS per fold",
+                    "val TSS mean"])
+    for _, row in rotated.iterrows():
+        cells = [str(row["name"]), row["kind"], str(int(row["n_folds"]))]
+        for metric in ROTATION_METRICS.values():
+            mean, sd = row.get(f"test_{metric}", float("nan")), row.get(f"test_{metric}_sd", float("nan"))
+            cells.append(MISSING if math.isnan(mean) else _fmt(mean) + ("" if math.isnan(sd) else f" ± {sd:.3f}"))
+        folds = [row.get(f"test_tss_fold{k}", float("nan")) for k in range(1, int(row["n_folds"]) + 1)]
+        cells += [" / ".join(_fmt(v, 2) for v in folds), _fmt(row["val_tss"])]
+        table.rows.append(cells)
+        table.classes.append("baseline" if row["kind"] == "baseline" else "")
+    return [table, _Paragraph(
+        "K-fold rotation: each fold in turn is the test set; the model is fitted, calibrated (if configured) and "
+        "its threshold chosen on that fold's own training and validation parts (validation carved from the training "
+        "regions). Mean ± standard deviation over the test folds; the spread is how much one test fold's score "
+        "depends on which regions it holds.")]
+
+
+def _intervals(df: pd.DataFrame) -> list:
+    table = _Table(["run", "kind", *CI_METRICS])
+    for _, row in _finished(df).iterrows():
+        prefix = "pooled_test_" if not math.isnan(row["n_folds"]) else "test_"
+        if not any(f"{prefix}{m}_ci_low" in row.index and not math.isnan(row[f"{prefix}{m}_ci_low"])
+                   for m in CI_METRICS.values()):
+            continue
+        name = str(row["name"]) + (" (pooled folds)" if prefix == "pooled_test_" else "")
+        table.rows.append([name, row["kind"], *(_interval(row, f"{prefix}{m}", f"{prefix}{m}_ci_low",
+                                                          f"{prefix}{m}_ci_high") for m in CI_METRICS.values())])
+        table.classes.append("baseline" if row["kind"] == "baseline" else "")
+    if not table.rows:
+        return []
+    levels = df["ci_level"].dropna().unique()
+    level = f"{100 * levels[0]:g} %" if len(levels) == 1 else "the configured"
+    resampling = sorted({r for r in df["ci_resampling"] if r})
+    how = ("whole regions (" + ", ".join(resampling) + ")") if any("region" in r for r in resampling) else "samples"
+    return [table, _Paragraph(
+        f"Test score [{level} bootstrap interval]. Each resample draws {how} with replacement -- overlapping windows "
+        "of one region are not independent evidence -- and scores it at the run's fixed, validation-chosen "
+        "threshold. Rotated runs: all folds' test forecasts pooled (every sample once, each at its fold's "
+        "threshold). Two runs whose intervals overlap may still differ: see the paired comparison.")]
+
+
+def _paired(comparisons: pd.DataFrame | None) -> list:
+    if comparisons is None or comparisons.empty:
+        return []
+    metrics = [m for m in PAIRED_HEADERS if f"{m}_difference" in comparisons.columns]
+    header = ["model", "baseline"]
+    for m in metrics:
+        header += [f"Δ{PAIRED_HEADERS[m]} [95 % CI]", f"P(model better, {PAIRED_HEADERS[m]})"]
+    table = _Table([*header, "distinguishable from the baseline"])
+    for _, row in comparisons.iterrows():
+        cells = [str(row["name"]), str(row["baseline"])]
+        if isinstance(row.get("error"), str) and row["error"]:
+            table.rows.append(cells + [MISSING] * (2 * len(metrics)) + [f"not compared: {row['error']}"])
+            table.classes.append("")
+            continue
+        verdicts = []
+        for m in metrics:
+            diff, low, high = row[f"{m}_difference"], row[f"{m}_low"], row[f"{m}_high"]
+            cells += [MISSING if math.isnan(diff) else f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]",
+                      _fmt(row[f"{m}_p_first_better"], 2)]
+            if not math.isnan(low):
+                verdicts.append(f"{PAIRED_HEADERS[m]} " + ("better" if low > 0 else "worse" if high < 0 else "no"))
+        table.rows.append(cells + ["; ".join(verdicts) or MISSING])
+        table.classes.append("")
+    level = comparisons["level"].iloc[0] if "level" in comparisons.columns else 0.95
+    return [table, _Paragraph(
+        f"Paired bootstrap on the same test samples: each resample draws regions (samples without region ids) once "
+        f"and scores both runs on them at their own thresholds, so the luck of the draw is shared. Δ = model minus "
+        f"baseline with its {100 * level:g} % interval; 'better'/'worse' when the interval excludes 0, 'no' when "
+        f"the test set cannot tell them apart. P(model better) is the share of resamples in which the model scored "
+        f"higher. Rotated runs are compared on their pooled out-of-fold forecasts.")]
+
+
+def _thresholds(df: pd.DataFrame) -> list:
+    finished = _finished(df)
+    if "ref_test_optimal_tss" not in finished or finished["ref_test_optimal_tss"].isna().all():
+        return []
+    table = _Table(["run", "kind", "threshold", "val TSS", "test TSS (the score)",
+                    "test-optimal TSS (reference, not a score)", "test-optimal threshold (reference)"])
+    for _, row in finished.iterrows():
+        table.rows.append([str(row["name"]), row["kind"], _threshold_text(row), _fmt(row["val_tss"]),
+                           _fmt(row["test_tss"]), _fmt(row.get("ref_test_optimal_tss", float("nan"))),
+                           _fmt(row.get("ref_test_optimal_threshold", float("nan")), 2)])
+        table.classes.append("baseline" if row["kind"] == "baseline" else "")
+    return [table, _Paragraph(
+        "The score is the test TSS at the threshold chosen on validation. The test-optimal TSS is what a threshold "
+        "chosen on the test data itself would reach: an upper reference that shows how much the validation choice "
+        "gives up, never a score (choosing on test data is fitting to it). Rotated runs: means over folds. The "
+        "TSS-versus-threshold figure below draws both curves.")]
+
+
+def _calibration(df: pd.DataFrame) -> list:
+    finished = _finished(df)
+    calibrated = finished[finished["calibrated"].map(lambda v: v is True)]
+    blocks: list = []
+    if not calibrated.empty:
+        table = _Table(["run", "kind", "calibration", "training reweighting", "test Brier before", "test Brier after",
+                        "test BSS before", "test BSS after"])
+        for _, row in calibrated.iterrows():
+            table.rows.append([str(row["name"]), row["kind"], row["calibration"] or "yes", row["reweighting"] or "none",
+                               _fmt(row.get("test_brier_uncalibrated", float("nan"))), _fmt(row["test_brier"]),
+                               _fmt(row.get("test_bss_uncalibrated", float("nan"))), _fmt(row["test_bss"])])
+            table.classes.append("baseline" if row["kind"] == "baseline" else "")
+        blocks += [table, _Paragraph(
+            "Calibrators are fitted on the validation part only; 'before' scores the model's own probabilities, "
+            "'after' the calibrated ones, on the test part. BSS is against the training event rate.")]
+    inflated = finished[_inflated(finished)]
+    if not inflated.empty:
+        blocks.append(_Paragraph(
+            f"{len(inflated)} run(s) are not calibrated although their training reweighted the classes: their "
+            "probabilities are not forecasts. Calibrate them on validation with --set training.calibration=platt "
+            "(or isotonic).", warning=True))
+    return blocks
 
 
 def _summary(df: pd.DataFrame, n_warnings: int) -> list[_Paragraph]:
@@ -226,13 +375,14 @@ def _study_comparison(df: pd.DataFrame) -> list:
 
 def _notes(df: pd.DataFrame) -> list[_Paragraph]:
     notes = []
-    weighted = df["class_weighted"].map(lambda v: v is not False)  # unknown weighting: assume it may be
-    uncalibrated = df[(df["calibrated"].map(lambda v: v is False)) & weighted & (df["status"] == "FINISHED")]
+    uncalibrated = df[_inflated(df)]
     if not uncalibrated.empty:
+        names = [f"{row['name']}: {row['reweighting']}" if row["reweighting"] else str(row["name"])
+                 for _, row in uncalibrated.iterrows()]
         notes.append(_Paragraph(
-            f"Warning: uncalibrated probabilities in {len(uncalibrated)} run(s) ({', '.join(uncalibrated['name'])}): "
-            f"{CALIBRATION_WARNING}. Use them to rank and threshold; their Brier score and BSS judge inflated "
-            f"probabilities.", warning=True))
+            f"Warning: uncalibrated probabilities in {len(uncalibrated)} run(s) ({', '.join(names)}): "
+            f"{CALIBRATION_WARNING}. Use them to rank and threshold; their Brier score and BSS (marked "
+            f"{INFLATED_MARK}) judge inflated probabilities.", warning=True))
     leaky = df[df["split_leaky"].map(lambda v: v is True)]
     if not leaky.empty:
         notes.append(_Paragraph(
@@ -258,128 +408,21 @@ def _failed_table(df: pd.DataFrame) -> _Table | None:
     return table
 
 
-def _document(df: pd.DataFrame) -> list[tuple[str, list]]:
+def _document(df: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> list[tuple[str, list]]:
     notes = _notes(df)
     failed = _failed_table(df)
+    optional = [("Rotation (K-fold)", _rotation(df)), ("Confidence intervals", _intervals(df)),
+                ("Paired comparison with the best baseline", _paired(comparisons)),
+                ("Threshold choice", _thresholds(df)), ("Calibration", _calibration(df))]
     return [
         ("Summary", _summary(df, sum(n.warning for n in notes))),
-        ("Runs", [_main_table(df), *_sample_sizes(df),
-                  _Paragraph("Test scores at each run's threshold; baseline rows are marked; val TSS is the "
-                             "validation score runs are ranked by.")]),
+        ("Runs", [_main_table(df), *_sample_sizes(df), _runs_note(df)]),
         *([("Failed runs", [failed])] if failed else []),
+        *[(heading, blocks) for heading, blocks in optional if blocks],
         ("Best run per architecture (by validation TSS)", [_best_per_architecture(df)]),
         ("Compared with the study", _study_comparison(df)),
         ("Notes", notes),
     ]
-
-
-# --------------------------------------------------------------------------- rendering
-
-def _md_cell(text: str) -> str:
-    # Escaped so a run name or config cannot break the table or turn into markup or raw HTML.
-    for char in "\\|*<":
-        text = text.replace(char, "\\" + char)
-    return text.replace("\n", " ")
-
-
-def _md_table(table: _Table) -> str:
-    if not table.rows:
-        return "_(none)_"
-    lines = ["| " + " | ".join(_md_cell(h) for h in table.header) + " |", "|" + "---|" * len(table.header)]
-    for cells, css in zip(table.rows, table.classes):
-        cells = [_md_cell(c) for c in cells]
-        if css == "baseline":  # italic row, so baselines stand apart in plain text too
-            cells = [f"*{c}*" if c and c != MISSING else c for c in cells]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _text(value: str) -> str:
-    """Escape for an HTML text node; attribute values use ``html.escape`` with quotes."""
-    return html.escape(value, quote=False)
-
-
-def _html_table(table: _Table) -> str:
-    if not table.rows:
-        return "<p><em>(none)</em></p>"
-    head = "".join(f"<th>{_text(h)}</th>" for h in table.header)
-    rows = []
-    for cells, css in zip(table.rows, table.classes):
-        opening = f'<tr class="{css}">' if css else "<tr>"
-        rows.append(opening + "".join(f"<td>{_text(c)}</td>" for c in cells) + "</tr>\n")
-    body = "".join(rows)
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>"
-
-
-def _figure_list(figures) -> list[tuple[Path, str]]:
-    items = figures.items() if isinstance(figures, Mapping) else figures
-    return [(Path(path), str(caption)) for path, caption in items]
-
-
-def _render_markdown(title: str, meta: Mapping, sections, figures, out_dir: Path) -> str:
-    parts = [f"# {title}", ""]
-    parts += [f"- {_md_cell(str(key))}: {_md_cell(_fmt(value))}" for key, value in meta.items()]
-    for heading, blocks in sections:
-        parts += ["", f"## {heading}", ""]
-        for block in blocks:
-            if isinstance(block, _Table):
-                parts += [_md_table(block), ""]
-            else:
-                text = _md_cell(block.text)
-                parts += [f"> **{text}**" if block.warning else text, ""]
-    if figures:
-        parts += ["", "## Figures", ""]
-        for path, caption in figures:
-            link = Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
-            link = f"<{link}>" if " " in link else link
-            parts += [f"![{_md_cell(caption)}]({link})", "", f"*{_md_cell(caption)}*", ""]
-    return "\n".join(parts).rstrip() + "\n"
-
-
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 75em; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-thead { background: #eef; }
-tr.baseline { background: #f0f0f0; font-style: italic; }
-tr.baseline td:first-child::after { content: " (baseline)"; color: #777; }
-tr.failed { color: #a00; }
-.warning { background: #fff4e0; border-left: 4px solid #e69500; padding: 0.4em 0.8em; }
-dl.meta { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
-dl.meta dt { font-weight: bold; } dl.meta dd { margin: 0; }
-figure { margin: 1em 0; } figure img { max-width: 100%; } figcaption { color: #555; }
-"""
-
-
-def _html_figure(path: Path, caption: str) -> str:
-    cap = _text(caption)
-    alt = html.escape(caption, quote=True)
-    if not path.is_file():
-        return f'<p class="warning">Figure not found: {_text(str(path))} ({cap})</p>'
-    mime = _MIME.get(path.suffix.lower(), "application/octet-stream")
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<figure><img src="data:{mime};base64,{data}" alt="{alt}"><figcaption>{cap}</figcaption></figure>'
-
-
-def _render_html(title: str, meta: Mapping, sections, figures) -> str:
-    body = [f"<h1>{_text(title)}</h1>"]
-    if meta:
-        body.append('<dl class="meta">' + "".join(
-            f"<dt>{_text(str(k))}</dt><dd>{_text(_fmt(v))}</dd>" for k, v in meta.items()) + "</dl>")
-    for heading, blocks in sections:
-        body.append(f"<h2>{_text(heading)}</h2>")
-        for block in blocks:
-            if isinstance(block, _Table):
-                body.append(_html_table(block))
-            else:
-                css = ' class="warning"' if block.warning else ""
-                body.append(f"<p{css}>{_text(block.text)}</p>")
-    if figures:
-        body.append("<h2>Figures</h2>")
-        body += [_html_figure(path, caption) for path, caption in figures]
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{_text(title)}</title>\n'
-            f"<style>{_CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
 
 
 # --------------------------------------------------------------------------- public API
@@ -396,7 +439,8 @@ def runs_table_markdown(runs) -> str:
 
 
 def build_report(runs, *, figures: Iterable[tuple[str | PathLike[str], str]] | Mapping = (),
-                 meta: Mapping[str, object] | None = None, out_dir: str | PathLike[str]) -> ReportPaths:
+                 meta: Mapping[str, object] | None = None, out_dir: str | PathLike[str],
+                 comparisons: pd.DataFrame | None = None) -> ReportPaths:
     """Write ``report.md`` and a self-contained ``report.html`` comparing runs and baselines.
 
     Parameters
@@ -409,12 +453,20 @@ def build_report(runs, *, figures: Iterable[tuple[str | PathLike[str], str]] | M
         threshold), ``calibrated`` and ``split_leaky`` (booleans, or their strings as MLflow
         returns them), ``class_weighted`` (optional boolean; when absent every uncalibrated
         run is warned about), ``n_train``, ``n_val``, ``n_test``, ``pcc`` and ``pcc_125``
-        (fractions; values above 1 are read as percentages).
+        (fractions; values above 1 are read as percentages). Optional verification columns:
+        ``reweighting`` and ``calibration`` (text), ``test_<m>_ci_low``/``_ci_high``,
+        ``ci_level``, ``ci_resampling``; ``test_brier_uncalibrated``, ``test_bss_uncalibrated``;
+        ``ref_test_optimal_tss`` and ``ref_test_optimal_threshold``; for rotated runs
+        ``n_folds``, ``test_<m>_sd``, ``test_tss_fold<k>`` and ``pooled_test_<m>`` with intervals.
     figures : ``(path, caption)`` pairs, or a mapping path -> caption, of image files (PNG).
         Linked relatively from the Markdown; embedded as base64 in the HTML.
     meta : shown at the top in order, e.g. experiment, data source, data content hash, date;
         the key ``title`` becomes the page title.
     out_dir : folder to write into (created if needed).
+    comparisons : paired comparisons with the best baseline, one row per model: ``name``,
+        ``baseline``, and for m in tss, hss2, pr_auc ``<m>_difference``, ``<m>_low``,
+        ``<m>_high``, ``<m>_p_first_better``; ``error`` (text) when not comparable
+        (see :func:`flareseq.experiment_report.compare_with_best_baseline`).
 
     Returns
     -------
@@ -426,7 +478,7 @@ def build_report(runs, *, figures: Iterable[tuple[str | PathLike[str], str]] | M
     figure_list = _figure_list(figures)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections = _document(df)
+    sections = _document(df, comparisons)
     paths = ReportPaths(out_dir / "report.md", out_dir / "report.html")
     paths.markdown.write_text(_render_markdown(title, meta, sections, figure_list, out_dir), encoding="utf-8")
     paths.html.write_text(_render_html(title, meta, sections, figure_list), encoding="utf-8")

@@ -147,7 +147,7 @@ class _Scorer:
 
         self.cells = np.stack([per_group(y & yes), per_group(~y & yes), per_group(y & ~yes), per_group(~y & ~yes)])
         self.squared_error = per_group((p - y) ** 2)
-        self.clim_error = None if climatology is None else per_group((climatology - y) ** 2)
+        self.clim_error = None if climatology is None else per_group((np.asarray(climatology, np.float64) - y) ** 2)
         self.size = per_group(np.ones(y.size))
         order = np.argsort(-p, kind="mergesort")
         self.order_codes = codes[order]
@@ -250,7 +250,8 @@ def bootstrap_intervals(
         sample its own (out-of-fold predictions pooled over a rotation, each at its fold's).
     groups : the region of each sample (see :func:`region_groups`); whole regions are
         resampled. None resamples samples.
-    climatology : the training event rate, the reference of ``bss`` (NaN without it).
+    climatology : the training event rate, the reference of ``bss`` (NaN without it); an
+        array gives each sample its own (pooled folds, each with its training rate).
     metrics : short names as in :func:`flareseq.metrics.all_scores`.
     n_boot : number of resamples.
     level : confidence level of the intervals.

@@ -39,6 +39,21 @@ def register(subparsers) -> None:
     _add_tracking_options(p)
     p.set_defaults(func=cmd_predict)
 
+    p = subparsers.add_parser(
+        "compare", help="paired bootstrap of two runs on the same test samples (TSS, HSS2, PR-AUC)",
+        description="Paired bootstrap of TSS, HSS2 and PR-AUC between two runs tested on the same samples, "
+                    "resampling whole regions when the forecasts carry them, each run at its own threshold: "
+                    "the difference (first - second), its interval and the share of resamples in which the "
+                    "first scored higher.")
+    p.add_argument("first", help="a run id or name (in --experiment)")
+    p.add_argument("second", help="a run id or name (in --experiment)")
+    _add_tracking_options(p)
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level of the interval (default 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resampling")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    p.set_defaults(func=cmd_compare)
+
     p = subparsers.add_parser("report", help="write the report (Markdown + HTML) of an experiment")
     _add_tracking_options(p)
     p.add_argument("--out", help="folder for the report (default: OUTPUT_DIR/reports/EXPERIMENT)")
@@ -55,6 +70,9 @@ def _add_run_options(p) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a configuration value (repeatable), e.g. --set training.epochs=5")
     p.add_argument("--name", help="run name (train) or experiment name (experiments)")
+    p.add_argument("--cv", type=int, metavar="K",
+                   help="K-fold rotation (sets data.cv): each fold file, or region group, the test set in turn; "
+                        "one parent run per configuration with a child run per fold")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -69,6 +87,8 @@ def _overrides(args) -> list[str]:
     overrides = list(args.overrides)
     if args.data:
         overrides.append(f"data.path={json.dumps(args.data)}")
+    if getattr(args, "cv", None) is not None:
+        overrides.append(f"data.cv={args.cv}")
     return overrides
 
 
@@ -169,6 +189,23 @@ def cmd_predict(args) -> int:
         frame = pd.DataFrame({"id": dataset.ids, "probability": probability, "label": label})
     frame.to_csv(out, index=False)
     print(f"wrote {len(frame)} forecasts ({int(label.sum())} flare, threshold {forecaster.threshold:.3f}) to {out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from ..experiment_report import compare_runs
+    from ..tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
+    results = compare_runs(uri, args.experiment, args.first, args.second, n_boot=args.n_boot, level=args.level,
+                           random_state=args.seed)
+    if args.json:
+        print(json.dumps({m: {**vars(r), "verdict": r.verdict()} for m, r in results.items()}))
+        return 0
+    print(f"{args.first} - {args.second}, paired bootstrap ({args.n_boot} resamples, {100 * args.level:g} % interval):")
+    for metric, r in results.items():
+        print(f"  {metric:>6}: {r.first:.3f} - {r.second:.3f} = {r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}], "
+              f"P(first better) {r.p_first_better:.3f}: {r.verdict()}")
     return 0
 
 

@@ -1,0 +1,184 @@
+"""K-fold rotation: the splits, and the parent/child runs in a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flareseq.config import DataConfig, RunConfig
+from flareseq.data import synthetic_dataset
+from flareseq.errors import ConfigError
+from flareseq.experiments import ROLE_TAG, run_experiment, runs_frame
+from flareseq.grid import expand_grid
+from flareseq.pipeline import DataCache, prepare_run_data, rotation_splits
+from flareseq.tracking import resolve_tracking_uri
+
+mlflow = pytest.importorskip("mlflow")
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return synthetic_dataset(600, seed=3)
+
+
+def times_tested(splits, n):
+    counts = np.zeros(n, dtype=int)
+    for split in splits:
+        counts[split.test] += 1
+    return counts
+
+
+def test_rotation_over_the_fold_files_tests_every_sample_once(dataset):
+    splits = rotation_splits(dataset, DataConfig(cv=3))
+    assert len(splits) == 3
+    assert (times_tested(splits, len(dataset)) == 1).all()
+    for k, split in enumerate(splits, start=1):
+        assert set(dataset.meta["fold"].iloc[split.test]) == {k}
+        assert not set(dataset.meta["fold"].iloc[split.train]) & {k}
+        assert split.validation.size > 0 and (dataset.y[split.validation] == 1).any()
+        # Validation is carved from the training regions: no region on both sides.
+        regions = dataset.meta["region"].astype(str)
+        assert not set(regions.iloc[split.validation]) & set(regions.iloc[split.train])
+        assert split.description.startswith(f"rotation {k} of 3 (fold)")
+
+
+def test_more_folds_than_k_are_grouped_and_fewer_rotate_over_regions(dataset):
+    grouped = rotation_splits(dataset, DataConfig(cv=2))
+    assert [sorted(set(dataset.meta["fold"].iloc[s.test])) for s in grouped] == [[1, 2], [3]]
+    by_region = rotation_splits(dataset, DataConfig(cv=4, split={"validation_share": 0.25, "random_state": 1}))
+    assert len(by_region) == 4 and all(s.method == "region" and s.region_disjoint for s in by_region)
+    assert (times_tested(by_region, len(dataset)) == 1).all()
+
+
+def test_without_regions_the_next_fold_validates(dataset):
+    meta = dataset.meta.assign(region=pd.Series([None] * len(dataset), dtype="string"))
+    no_regions = type(dataset)(X=dataset.X, y=dataset.y, ids=dataset.ids, feature_names=dataset.feature_names,
+                               meta=meta)
+    splits = rotation_splits(no_regions, DataConfig(cv=3))
+    folds = dataset.meta["fold"].to_numpy()
+    assert [(set(folds[s.test]), set(folds[s.validation]), set(folds[s.train])) for s in splits] == [
+        ({1}, {2}, {3}), ({2}, {3}, {1}), ({3}, {1}, {2})]
+    with pytest.raises(ConfigError, match="not every sample has meta\\['region'\\]"):
+        rotation_splits(no_regions, DataConfig(cv=5))
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"cv": 1}, r"data.cv must be an integer K >= 2"),
+    ({"cv": 3, "cv_by": "time"}, "data.cv_by must be 'auto', 'fold' or 'region'"),
+    ({"cv": 4, "cv_by": "fold"}, r"the data has 3 fold\(s\) \[1, 2, 3\]; set data.cv to at most 3"),
+])
+def test_bad_rotation_settings_are_clear_errors(dataset, options, match):
+    with pytest.raises(ConfigError, match=match):
+        rotation_splits(dataset, DataConfig(**options))
+
+
+def test_a_rotating_config_is_prepared_one_fold_at_a_time(dataset):
+    config = RunConfig().with_overrides({"data.synthetic_samples": 300, "data.cv": 3})
+    with pytest.raises(ConfigError, match="prepare one fold at a time"):
+        prepare_run_data(config)
+    cache = DataCache()
+    folds = [cache.get(config, fold=k) for k in range(3)]
+    assert sum(d.test.n_samples for d in folds) == 300
+    assert cache.get(config, fold=1) is folds[1]  # prepared once
+
+
+SMALL = {
+    "data": {"synthetic_samples": 300, "cv": 3},
+    "training": {"epochs": 1, "batch_size": 64, "early_stopping": False, "class_weight": {"0": 1, "1": 5}},
+    "model": {"params": {"hidden_size": 4}},
+    "verification": {"n_bootstrap": 50},
+    "baselines": ["logistic-summary"],
+}
+
+
+@pytest.fixture(scope="module")
+def rotated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rotation")
+    values = {**SMALL, "tracking": {"output_dir": str(out), "experiment": "rot", "log_model": False, "plots": False}}
+    experiment = expand_grid(values, default_name="rot")
+    results = run_experiment(experiment, progress=False, echo=lambda line: None)
+    return out, experiment, results
+
+
+def test_one_parent_per_configuration_with_a_child_per_fold(rotated):
+    out, _, results = rotated
+    assert [r.status for r in results] == ["FINISHED", "FINISHED"]
+    client = mlflow.MlflowClient(resolve_tracking_uri("", out))
+    for result in results:
+        parent = client.get_run(result.run_id)
+        assert parent.data.tags[ROLE_TAG] == "rotation" and parent.data.tags["flareseq.cv"] == "3"
+        children = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                      filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
+        assert sorted(c.info.run_name for c in children) == [f"{result.name}/fold{k}" for k in (1, 2, 3)]
+        by_fold = {int(c.data.tags["flareseq.fold"]): c.data.metrics for c in children}
+        values = [by_fold[k]["test_tss"] for k in (1, 2, 3)]
+        m = parent.data.metrics
+        assert m["test_tss"] == pytest.approx(np.mean(values))
+        assert m["test_tss_sd"] == pytest.approx(np.std(values, ddof=1))
+        assert [m[f"test_tss_fold{k}"] for k in (1, 2, 3)] == pytest.approx(values)
+        assert m["pooled_test_tss_ci_low"] <= m["pooled_test_tss"] <= m["pooled_test_tss_ci_high"]
+
+
+def test_pooled_out_of_fold_predictions_cover_every_sample_once(rotated):
+    out, _, results = rotated
+    model = next(r for r in results if r.name == "rot")
+    pooled = model.predictions
+    assert len(pooled) == 300 and pooled["id"].is_unique
+    assert sorted(pooled["fold"].unique()) == [1, 2, 3]
+    # Each fold's forecasts carry that fold's own validation-chosen threshold.
+    assert pooled.groupby("fold")["threshold"].nunique().max() == 1
+    local = mlflow.artifacts.download_artifacts(run_id=model.run_id, artifact_path="predictions/test_predictions.csv",
+                                                tracking_uri=resolve_tracking_uri("", out))
+    logged = pd.read_csv(local, dtype={"id": str})
+    assert set(logged["id"]) == set(pooled["id"].astype(str)) and "region" in logged.columns
+
+
+def test_runs_frame_shows_parents_only(rotated):
+    out, _, _ = rotated
+    frame = runs_frame(resolve_tracking_uri("", out), "rot")
+    assert set(frame["name"]) == {"rot", "baseline-logistic-summary"}
+    assert (frame["n_folds"] == 3).all() and {"test_tss_sd", "test_tss_fold3"} <= set(frame.columns)
+
+
+def test_resuming_reuses_finished_folds_of_an_interrupted_rotation(rotated):
+    out, experiment, results = rotated
+    assert [r.status for r in run_experiment(experiment, progress=False, echo=lambda line: None)] == ["SKIPPED"] * 2
+    uri = resolve_tracking_uri("", out)
+    client = mlflow.MlflowClient(uri)
+    old_parent = next(r for r in results if r.name == "rot").run_id
+    client.set_terminated(old_parent, status="FAILED")  # as if the process died before the parent finished
+    fold_filter = f"tags.`{ROLE_TAG}` = 'fold'"
+    n_fold_runs = len(mlflow.search_runs(search_all_experiments=True, filter_string=fold_filter, output_format="list"))
+    lines = []
+    again = run_experiment(experiment, progress=False, echo=lines.append)
+    assert [r.status for r in again] == ["SKIPPED", "FINISHED"]
+    assert sum("finished earlier, reused" in line for line in lines) == 3
+    assert len(mlflow.search_runs(search_all_experiments=True, filter_string=fold_filter,
+                                  output_format="list")) == n_fold_runs  # nothing refitted
+    children = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                  filter_string=f"tags.mlflow.parentRunId = '{again[1].run_id}'")
+    assert len(children) == 3
+    assert client.get_run(again[1].run_id).data.metrics["test_tss"] == pytest.approx(
+        client.get_run(old_parent).data.metrics.get("test_tss", again[1].scores["test_tss"]))
+
+
+def test_a_failing_fold_fails_its_parent_and_the_grid_goes_on(rotated):
+    out = rotated[0]  # the same store, another experiment
+    values = {**SMALL, "baselines": [],
+              "tracking": {"output_dir": str(out), "experiment": "bad", "log_model": False, "plots": False},
+              "grid": {"model.params": [{"no_such_parameter": 1}, {"hidden_size": 4}]}}
+    results = run_experiment(expand_grid(values, default_name="bad"), progress=False, echo=lambda line: None)
+    assert [r.status for r in results] == ["FAILED", "FINISHED"]
+    assert "3 of 3 folds failed" in results[0].error and "no_such_parameter" in results[0].error
+    frame = runs_frame(resolve_tracking_uri("", out), "bad")
+    assert dict(zip(frame["name"], frame["status"])) == {"no_such_parameter1": "FAILED", "hidden_size4": "FINISHED"}
+
+
+def test_run_single_rotates_without_tracking():
+    from flareseq.experiments import run_single
+
+    config = RunConfig.from_dict({**SMALL, "model": {"name": "climatology"}})
+    result = run_single(config, progress=False)
+    assert result.status == "FINISHED" and len(result.fold_scores) == 3
+    assert result.scores["test_bss"] == pytest.approx(np.mean([s["test_bss"] for s in result.fold_scores]))
