@@ -251,6 +251,10 @@ def test_paired_comparison_marks_what_the_test_set_can_tell(runs, tmp_path):
     assert rows["steady"][2:4] == ["+0.100 [+0.020, +0.180]", "0.99"]
     assert rows["steady"][-1] == "TSS better; HSS2 no; PR-AUC worse"
     assert rows["other"][-1].startswith("not compared: other and logreg were not tested on the same samples")
+    summary = section(build_report(runs, out_dir=tmp_path, comparisons=comparisons).markdown.read_text(
+        encoding="utf-8"), "Summary")
+    assert ("ΔTSS +0.100 [+0.020, +0.180], P(model better) 0.99; the difference is distinguishable from 0"
+            in summary)
 
 
 def test_test_optimal_tss_is_a_labelled_reference_never_the_score(runs, tmp_path):

@@ -295,7 +295,24 @@ def _calibration(df: pd.DataFrame) -> list:
     return blocks
 
 
-def _summary(df: pd.DataFrame, n_warnings: int) -> list[_Paragraph]:
+def _paired_verdict(comparisons: pd.DataFrame | None, name: str) -> str:
+    """One sentence on the paired TSS comparison of run ``name`` with the best baseline."""
+    if comparisons is None or comparisons.empty or "tss_low" not in comparisons:
+        return ""
+    found = comparisons[comparisons["name"] == name]
+    if found.empty or (isinstance(found.iloc[0].get("error"), str) and found.iloc[0]["error"]):
+        return ""
+    row = found.iloc[0]
+    if math.isnan(row["tss_low"]):
+        return ""
+    tells = ("the difference is distinguishable from 0" if row["tss_low"] > 0 or row["tss_high"] < 0
+             else "the test set cannot tell them apart")
+    return (f" Paired bootstrap on the same test samples: ΔTSS {row['tss_difference']:+.3f} "
+            f"[{row['tss_low']:+.3f}, {row['tss_high']:+.3f}], P(model better) {row['tss_p_first_better']:.2f}; "
+            f"{tells}.")
+
+
+def _summary(df: pd.DataFrame, n_warnings: int, comparisons: pd.DataFrame | None = None) -> list[_Paragraph]:
     n_failed = int((df["status"] != "FINISHED").sum())
     n_baselines = int((df["kind"] == "baseline").sum())
     lines = [_Paragraph(f"{len(df)} runs: {len(df) - n_baselines} models, {n_baselines} baselines, "
@@ -314,6 +331,7 @@ def _summary(df: pd.DataFrame, n_warnings: int) -> list[_Paragraph]:
         if best is not None and not math.isnan(best["test_tss"]) and not math.isnan(baseline["test_tss"]):
             beats = "beats" if best["test_tss"] > baseline["test_tss"] else "does not beat"
             text += f" The best model {beats} it on test TSS ({best['test_tss'] - baseline['test_tss']:+.3f})."
+            text += _paired_verdict(comparisons, best["name"])
         lines.append(_Paragraph(text))
     if n_warnings:
         lines.append(_Paragraph(f"{n_warnings} warning(s) below, under Notes, change how these numbers read.",
@@ -415,7 +433,7 @@ def _document(df: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> list
                 ("Paired comparison with the best baseline", _paired(comparisons)),
                 ("Threshold choice", _thresholds(df)), ("Calibration", _calibration(df))]
     return [
-        ("Summary", _summary(df, sum(n.warning for n in notes))),
+        ("Summary", _summary(df, sum(n.warning for n in notes), comparisons)),
         ("Runs", [_main_table(df), *_sample_sizes(df), _runs_note(df)]),
         *([("Failed runs", [failed])] if failed else []),
         *[(heading, blocks) for heading, blocks in optional if blocks],
