@@ -10,6 +10,9 @@ What it measures, all on the same synthetic Kaggle-layout file in the same run:
   and content hash) in a child process, as a user runs it; MB/s over the file's bytes, with
   the worker start-up included; peak RSS of the whole process tree (the child and its
   workers, summed, sampled every 20 ms) and the largest single process.
+* **flareseq without the compiled scanner** (``--no-python-path`` skips it): the same with
+  ``flareseq._scan`` switched off in the child, as an install without a C compiler runs
+  (the Arrow-based fast path in worker processes): the before/after of the scanner.
 * **starter kernel**: the Kaggle starter kernel's approach -- stdlib JSON decoding per line,
   then ``pandas.DataFrame.from_dict`` per sample, into a float32 array -- on the first
   ``--starter-mb`` MB of the file (whole lines) in one process. It is ~40x slower, so its
@@ -128,6 +131,10 @@ import json, os, sys, time
 from flareseq.data.ingest import ingest
 if __name__ == "__main__":
     src, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if sys.argv[4] == "python":  # as installed without a C compiler: Arrow path, worker processes
+        import flareseq.data.ingest as ingest_module, flareseq.data.kaggle_fast as kaggle_fast
+        kaggle_fast._scan = None
+        ingest_module.SCANNER_NOTE = "disabled by the benchmark"
     c0 = os.times()
     report = ingest(src, out, workers=workers, overwrite=True, progress=False)
     c1 = os.times()
@@ -139,9 +146,9 @@ if __name__ == "__main__":
 """
 
 
-def measure_flareseq(path: Path, store: Path, workers: int) -> dict:
+def measure_flareseq(path: Path, store: Path, workers: int, parser: str = "scanner") -> dict:
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(path), str(store), str(workers)],
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(path), str(store), str(workers), parser],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     memory = TreeMemory(child.pid)
     memory.start()
@@ -256,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2,
                         help="runs of each contender, interleaved; the best is reported (default 2)")
     parser.add_argument("--no-spark", action="store_true", help="skip the Spark column (it takes minutes)")
+    parser.add_argument("--no-python-path", action="store_true",
+                        help="skip the row without the compiled scanner (the before/after)")
     parser.add_argument("--keep-store", action="store_true", help="keep the store under --data-dir")
     args = parser.parse_args(argv)
 
@@ -273,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Interleaved and best-of-N: on a shared machine the least disturbed run is the one that
     # measures the code; interleaving gives both contenders the same chances.
-    ours = starter = None
+    ours = starter = fallback = None
     peak = 0.0
     for _ in range(args.repeats):
         s = measure_starter(path, args.starter_mb, file_bytes)
@@ -281,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         o = measure_flareseq(path, store, workers)
         peak = max(peak, o["peak_rss_mb"])
         ours = o if ours is None or o["seconds"] < ours["seconds"] else ours
+        if not args.no_python_path:
+            f = measure_flareseq(path, store, workers, parser="python")
+            fallback = f if fallback is None or f["seconds"] < fallback["seconds"] else fallback
     ours["peak_rss_mb"] = peak
     ours_mb_s = file_bytes / 1e6 / ours["seconds"]
     store_mb = _dir_mb(store)
@@ -298,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
         ("flareseq ingest (JSON -> store)", f"{ours_mb_s:8.1f} MB/s", f"{ours['seconds']:.2f} s",
          f"{ours['workers']} worker(s), {ours['cpu_s']:.1f} CPU-s, {ours['fast_chunks']} fast / "
          f"{ours['strict_chunks']} strict chunks"),
+    ]
+    if fallback is not None:
+        rows.append(("  without the compiled scanner", f"{file_bytes / 1e6 / fallback['seconds']:8.1f} MB/s",
+                     f"{fallback['seconds']:.2f} s", f"{fallback['workers']} worker process(es), "
+                     f"{fallback['cpu_s']:.1f} CPU-s (the Arrow path, as installed without a C compiler)"))
+    rows += [
         ("starter kernel (json + DataFrame)", f"{starter['mb_per_s']:8.1f} MB/s",
          f"{starter['extrapolated_file_seconds']:.1f} s*",
          f"* extrapolated from a {starter['slice_mb']:.0f} MB slice ({starter['slice_seconds']:.1f} s)"),
@@ -307,8 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ningest of {file_bytes / 1e6:.0f} MB ({ours['n_samples']} samples):")
     for row in rows:
         print(f"  {row[0]:<36}{row[1]:>14}  {row[2]:>9}  {row[3]}")
-    print(f"  CPU: flareseq {file_bytes / 1e6 / ours['cpu_s']:.0f} MB per CPU-second, starter kernel "
-          f"{starter['slice_mb'] / starter['cpu_s']:.0f}")
+    print(f"  CPU: flareseq {file_bytes / 1e6 / ours['cpu_s']:.0f} MB per CPU-second"
+          + ("" if fallback is None else f" ({file_bytes / 1e6 / fallback['cpu_s']:.0f} without the scanner)")
+          + f", starter kernel {starter['slice_mb'] / starter['cpu_s']:.0f}")
     print(f"  ratios: {ratio_starter:.1f}x the starter kernel"
           + ("" if ratio_spark is None else f", {ratio_spark:.1f}x Spark"))
     print(f"  peak RSS of the ingest process tree: {ours['peak_rss_mb']:.0f} MB "
@@ -336,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "cpu_seconds": round(ours["cpu_s"], 2),
         "mb_per_cpu_second": round(file_bytes / 1e6 / ours["cpu_s"], 1),
+        "ms_cpu_per_mb": round(1e3 * ours["cpu_s"] / (file_bytes / 1e6), 2),
+        "without_scanner_mb_per_s": None if fallback is None else round(file_bytes / 1e6 / fallback["seconds"], 1),
+        "without_scanner_ms_cpu_per_mb": None if fallback is None else round(
+            1e3 * fallback["cpu_s"] / (file_bytes / 1e6), 2),
         "starter_mb_per_s": round(starter["mb_per_s"], 2),
         "starter_mb_per_cpu_second": round(starter["slice_mb"] / starter["cpu_s"], 1),
         # CPU efficiency ratio: less disturbed by other load than the wall-time ratio; on an
