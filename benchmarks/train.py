@@ -4,8 +4,8 @@
     python benchmarks/train.py --models lstm --batches 20 --repeats 2
 
 For each registered LSTM architecture and two settings, the study's (dropout 0.2, recurrent
-dropout 0.2: flareseq's hand-written masked path) and without recurrent dropout (the fused
-kernel), it measures:
+dropout 0.2: the time loop in C, ``flareseq._lstm``, or a Python loop without the build) and
+without recurrent dropout (torch's fused kernel), it measures:
 
 * training samples/s: one epoch of flareseq's real loop (`flareseq.training.train_model`,
   RMSprop, BCE, per-epoch metrics) over `--batches` batches of random data, against
@@ -20,6 +20,12 @@ the same load. Keras runs in a child process of this script that answers request
 thread pools: TensorFlow and torch in one process disturb each other). TensorFlow comes with
 the optional extra (`pip install 'flareseq[bench]'`); without it the Keras column is
 skipped and said so.
+
+Recurrent-dropout paths (``--paths``, on by default; ``--no-paths`` skips): one KerasLSTM
+layer's forward and backward on one (256, 60, F) batch, in thread CPU time (what a loaded
+machine distorts least), one thread, best of 7, the paths interleaved: the C loop, the
+Python loop (``_MaskedLSTMFunction``), the fused kernel with shut output gates (last-state
+layers without the C loop), and the fused kernel without recurrent dropout (the floor).
 
 GFLOP/s: an LSTM step costs 2 * 4H * (I + H) FLOPs per sample for its two matmuls (4 gates,
 H units, I inputs); a sample costs that times T steps per layer, plus the small dense
@@ -126,6 +132,39 @@ class TorchRunner:
         t = time.perf_counter()
         predict_logits(self.model, self.X, batch_size=self.args.batch_size)
         return len(self.X) / (time.perf_counter() - t)
+
+
+def measure_rd_paths(repeats: int = 7) -> dict:
+    """Milliseconds of thread CPU time for one layer's forward + backward, per path."""
+    import torch
+
+    from flareseq.models import recurrent
+    from flareseq.models.recurrent import KerasLSTM
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out: dict = {}
+    try:
+        for F, H in ((25, 32), (32, 32), (25, 25)):
+            torch.manual_seed(0)
+            x = torch.randn(256, 60, F)
+            seq = KerasLSTM(F, H, recurrent_dropout=0.2, return_sequences=True).train()
+            last = KerasLSTM(F, H, recurrent_dropout=0.2).train()
+            plain = KerasLSTM(F, H, recurrent_dropout=0.0, return_sequences=True).train()
+            paths = {"python loop": lambda: seq._forward_masked(x), "shut gates (last)": lambda: last._forward_last_masked(x),
+                     "fused, no rd": lambda: plain(x)}
+            if recurrent._lstm is not None:
+                paths = {"C loop": lambda: seq._forward_kernel(x), **paths}
+            best = {name: float("inf") for name in paths}
+            for _ in range(repeats):
+                for name, run in paths.items():  # interleaved: all paths see the same load
+                    started = time.thread_time()
+                    run().sum().backward()
+                    best[name] = min(best[name], time.thread_time() - started)
+            out[f"F{F}-H{H}"] = {name: round(1e3 * v, 2) for name, v in best.items()}
+    finally:
+        torch.set_num_threads(before)
+    return out
 
 
 # -- Keras --------------------------------------------------------------------------------
@@ -304,6 +343,7 @@ def main(argv=None) -> int:
     parser.add_argument("--features", type=int, default=25)
     parser.add_argument("--fma-units", type=int, default=2, help="vector FMA units per core (for the peak)")
     parser.add_argument("--no-keras", action="store_true", help="skip the Keras column")
+    parser.add_argument("--no-paths", action="store_true", help="skip the recurrent-dropout paths section")
     parser.add_argument("--worker", choices=["keras"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     X, y = _data(args.batches * args.batch_size, args.timesteps, args.features)
@@ -323,6 +363,7 @@ def main(argv=None) -> int:
               f"OMP_WAIT_POLICY is {os.environ.get('OMP_WAIT_POLICY', 'unset')} (PASSIVE helps under load).",
               file=sys.stderr)
     ours, keras = measure(args, X, y)
+    paths = None if args.no_paths else measure_rd_paths()
     peak, how = peak_gflops(args.threads, args.fma_units)
     print(f"\npeak: {how}")
     header = (f"{'model':<24} {'setting':<6} {'train/s':>9} {'keras/s':>9} {'ratio':>6} {'GFLOP/s':>8} {'%peak':>6}"
@@ -355,6 +396,12 @@ def main(argv=None) -> int:
         if setting == "study":
             entry["ratio_vs_keras"] = entry[setting]["ratio_vs_keras"]
             entry["train_samples_per_s"] = entry[setting]["train_samples_per_s"]
+    if paths is not None:
+        print("\nrecurrent-dropout paths: one layer, forward + backward of a (256, 60, F) batch, ms of thread CPU "
+              "time, 1 thread, best of 7")
+        for shape, row in paths.items():
+            print(f"  {shape:<8} " + "  ".join(f"{name} {ms:6.1f}" for name, ms in row.items()))
+        result["rd_paths_ms"] = paths
     print("RESULT " + json.dumps(result))
     return 0
 
