@@ -246,8 +246,9 @@ def _paired(comparisons: pd.DataFrame | None) -> list:
         table.classes.append("")
     level = comparisons["level"].iloc[0] if "level" in comparisons.columns else 0.95
     return [table, _Paragraph(
-        f"Paired bootstrap on the same test samples: each resample draws regions (samples without region ids) once "
-        f"and scores both runs on them at their own thresholds, so the luck of the draw is shared. Δ = model minus "
+        f"Paired bootstrap on the same test samples: each resample draws regions with replacement (samples, when "
+        f"there are no region ids) and scores both runs on the same draw at their own thresholds, so the luck of the "
+        f"draw is shared. Δ = model minus "
         f"baseline with its {100 * level:g} % interval; 'better'/'worse' when the interval excludes 0, 'no' when "
         f"the test set cannot tell them apart. P(model better) is the share of resamples in which the model scored "
         f"higher. Rotated runs are compared on their pooled out-of-fold forecasts.")]
