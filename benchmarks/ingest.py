@@ -11,8 +11,8 @@ What it measures, all on the same synthetic Kaggle-layout file in the same run:
   the worker start-up included; peak RSS of the whole process tree (the child and its
   workers, summed, sampled every 20 ms) and the largest single process.
 * **flareseq without the compiled scanner** (``--no-python-path`` skips it): the same with
-  ``flareseq._scan`` switched off in the child, as an install without a C compiler runs
-  (the Arrow-based fast path in worker processes): the before/after of the scanner.
+  ``FLARESEQ_PURE_PYTHON=1``, as an install without a C compiler runs (the Arrow-based fast
+  path in worker processes): the before/after of the scanner.
 * **starter kernel**: the Kaggle starter kernel's approach -- stdlib JSON decoding per line,
   then ``pandas.DataFrame.from_dict`` per sample, into a float32 array -- on the first
   ``--starter-mb`` MB of the file (whole lines) in one process. It is ~40x slower, so its
@@ -131,10 +131,6 @@ import json, os, sys, time
 from flareseq.data.ingest import ingest
 if __name__ == "__main__":
     src, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    if sys.argv[4] == "python":  # as installed without a C compiler: Arrow path, worker processes
-        import flareseq.data.ingest as ingest_module, flareseq.data.kaggle_fast as kaggle_fast
-        kaggle_fast._scan = None
-        ingest_module.SCANNER_NOTE = "disabled by the benchmark"
     c0 = os.times()
     report = ingest(src, out, workers=workers, overwrite=True, progress=False)
     c1 = os.times()
@@ -148,8 +144,10 @@ if __name__ == "__main__":
 
 def measure_flareseq(path: Path, store: Path, workers: int, parser: str = "scanner") -> dict:
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(path), str(store), str(workers), parser],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    # FLARESEQ_PURE_PYTHON: as installed without a C compiler (Arrow path, worker processes)
+    env = {**os.environ, "FLARESEQ_PURE_PYTHON": "1"} if parser == "python" else None
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(path), str(store), str(workers)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
     memory = TreeMemory(child.pid)
     memory.start()
     out, err = child.communicate()

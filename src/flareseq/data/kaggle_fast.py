@@ -26,12 +26,14 @@ Before all that, a compiled single-pass scanner (``flareseq._scan``, built from
 the bytes once and writes float32 straight into the result, ~4x less CPU per MB than the
 Arrow path. It accepts only strict JSON of the Kaggle layout and gives bit-identical
 arrays; anything unusual makes it decline and the Arrow path (then the strict parser) runs.
-Without the build (no C compiler at install time) :data:`SCANNER_NOTE` says so and the
-Arrow path does all the work, about 4x slower per core.
+Without the build (no C compiler at install time), or with the environment variable
+``FLARESEQ_PURE_PYTHON`` set, :data:`SCANNER_NOTE` says so and the Arrow path does all the
+work, about 4x slower per core.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -39,15 +41,20 @@ import numpy as np
 
 from ..schema import KAGGLE_PARAMETERS
 
-try:
-    from .. import _scan
-except ImportError as _exc:  # built at install time; absent when no C compiler was there
+if os.environ.get("FLARESEQ_PURE_PYTHON"):  # to compare, or to rule the C code out when in doubt
     _scan = None
-    SCANNER_NOTE = (f"the compiled Kaggle scanner flareseq._scan is not built ({_exc}); the Arrow-based path "
-                    "parses instead, about 4x slower per core. Reinstall with a C compiler present "
-                    "(pip install -e . with gcc or clang) to build it.")
+    SCANNER_NOTE = ("the compiled Kaggle scanner is switched off (FLARESEQ_PURE_PYTHON is set); the Arrow-based "
+                    "path parses instead, about 4x slower per core.")
 else:
-    SCANNER_NOTE = ""
+    try:
+        from .. import _scan
+    except ImportError as _exc:  # built at install time; absent when no C compiler was there
+        _scan = None
+        SCANNER_NOTE = (f"the compiled Kaggle scanner flareseq._scan is not built ({_exc}); the Arrow-based path "
+                        "parses instead, about 4x slower per core. Reinstall with a C compiler present "
+                        "(pip install -e . with gcc or clang) to build it.")
+    else:
+        SCANNER_NOTE = ""
 
 _PARAMETER_BYTES = tuple(p.encode() for p in KAGGLE_PARAMETERS)
 _SCAN_LABEL, _SCAN_FOLD = 2, 4  # bits of the scanner's key mask

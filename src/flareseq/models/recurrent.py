@@ -19,7 +19,7 @@ kernel runs. With recurrent dropout in training, no fused kernel applies (none m
 recurrent state), and the layer runs, fastest first:
 
 * :class:`_MaskedLSTMKernel` (float32 on the CPU, when the compiled ``flareseq._lstm`` is
-  built): torch computes the input projection and the weight gradients (big matrix
+  built and ``FLARESEQ_PURE_PYTHON`` is not set): torch computes the input projection and the weight gradients (big matrix
   products); C runs the time loop, each sample's whole sequence at once, the batch split
   over torch's thread count. Measured here on (256, 60, 25) batches, 32 units, one thread:
   ~2x faster than the next path;
@@ -37,15 +37,19 @@ All three give the same function and gradients as a plain autograd loop
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-try:
-    from .. import _lstm
-except ImportError:  # built at install time with a C compiler; the Python paths remain
+if os.environ.get("FLARESEQ_PURE_PYTHON"):  # to compare, or to rule the C code out when in doubt
     _lstm = None
+else:
+    try:
+        from .. import _lstm
+    except ImportError:  # built at install time with a C compiler; the Python paths remain
+        _lstm = None
 
 # Gate order inside the masked path: o, i, f, g. Sigmoid gates come first (one call for 3H
 # columns) and the three gates multiplied by dc in the backward pass are contiguous.
