@@ -86,3 +86,19 @@ def test_saved_as_json_and_loaded_gives_identical_output(method, tmp_path):
 def test_calibration_errors_say_what_to_do(call, match, error):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_platt_converges_without_overflow_on_separable_validation_scores():
+    import warnings
+
+    y = np.r_[np.zeros(200), np.ones(8)].astype(int)
+    p = np.r_[np.full(200, 0.0), np.full(8, 1.0)]  # saturated scores that separate the classes
+    p[:20] = 0.3  # and a few quiet samples in between
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow in exp would be an error here
+        platt = PlattCalibrator().fit(y, p)
+        out = platt.transform(np.r_[p, 0.5, 1e-300])
+    assert np.isfinite(out).all() and np.isfinite([platt.slope, platt.intercept]).all()
+    assert out[-3] > out[0] > out[20]  # the ranking is kept: flaring > in between > quiet
+    # Platt's smoothed targets keep the flaring samples below certainty, (8 + 1) / (8 + 2) at most.
+    assert out[200] < 0.95

@@ -57,8 +57,21 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(q) - np.log1p(-q)
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-z)) without overflow for large |z|."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _log_loss(z: np.ndarray, target: np.ndarray) -> float:
+    # -t log s(z) - (1 - t) log(1 - s(z)) = log(1 + e^z) - t z, evaluated stably.
+    return float(np.sum(np.logaddexp(0.0, z) - target * z))
+
+
 class PlattCalibrator:
-    """``sigmoid(slope * logit(p) + intercept)``, fitted by Newton's method on log loss."""
+    """``sigmoid(slope * logit(p) + intercept)``, fitted by Newton's method with a
+    backtracking line search on the log loss (Lin, Lin & Weng 2007: plain Newton steps can
+    diverge when the validation scores nearly separate the classes)."""
 
     method = "platt"
 
@@ -71,24 +84,33 @@ class PlattCalibrator:
         n_pos = y.sum()
         n_neg = y.size - n_pos
         target = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
-        z = _logit(p)
-        X = np.column_stack([z, np.ones_like(z)])
+        X = np.column_stack([_logit(p), np.ones_like(p)])
         w = np.array([1.0, 0.0])  # start at the identity map
+        loss = _log_loss(X @ w, target)
         for _ in range(max_iter):
-            q = 1 / (1 + np.exp(-(X @ w)))
+            q = _sigmoid(X @ w)
             gradient = X.T @ (q - target)
-            # A tiny ridge keeps the Hessian invertible when z barely varies.
+            # A tiny ridge keeps the Hessian invertible when the scores barely vary.
             hessian = X.T @ (X * (q * (1 - q))[:, None]) + 1e-9 * np.eye(2)
             step = np.linalg.solve(hessian, gradient)
-            w -= step
-            if np.abs(step).max() < 1e-10:
+            decrease = float(gradient @ step)
+            if decrease < 1e-12 * max(1.0, abs(loss)):
                 break
+            size = 1.0
+            while size > 1e-10:  # backtrack until the loss falls enough (Armijo)
+                trial = _log_loss(X @ (w - size * step), target)
+                if trial <= loss - 1e-4 * size * decrease:
+                    break
+                size /= 2
+            else:
+                break
+            w, loss = w - size * step, trial
         self.slope, self.intercept = float(w[0]), float(w[1])
         return self
 
     def transform(self, p) -> np.ndarray:
         _, p = _inputs(None, p, need_labels=False)
-        return 1 / (1 + np.exp(-(self.slope * _logit(p) + self.intercept)))
+        return _sigmoid(self.slope * _logit(p) + self.intercept)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "slope": self.slope, "intercept": self.intercept}
