@@ -182,3 +182,20 @@ def test_run_single_rotates_without_tracking():
     result = run_single(config, progress=False)
     assert result.status == "FINISHED" and len(result.fold_scores) == 3
     assert result.scores["test_bss"] == pytest.approx(np.mean([s["test_bss"] for s in result.fold_scores]))
+
+
+def test_report_of_a_rotation_and_no_forecasts_from_a_parent(rotated, tmp_path, capsys):
+    from flareseq.cli import main
+    from flareseq.experiment_report import write_experiment_report
+
+    out = rotated[0]
+    paths = write_experiment_report(resolve_tracking_uri("", out), "rot", tmp_path / "report", n_boot=100)
+    text = paths.markdown.read_text(encoding="utf-8")
+    rotation = text.split("## Rotation (K-fold)", 1)[1].split("\n## ", 1)[0]
+    assert "| rot | model | 3 |" in rotation and " / " in rotation  # per-fold values
+    assert "rot (pooled folds)" in text  # intervals of the pooled out-of-fold forecasts
+    paired = text.split("## Paired comparison with the best baseline", 1)[1].split("\n## ", 1)[0]
+    assert "| rot | baseline-logistic-summary |" in paired
+    code = main(["predict", "rot", "--data", str(tmp_path), "--out", str(tmp_path / "x.csv"), "--experiment", "rot",
+                 "--output-dir", str(out)])
+    assert code == 2 and "is a 3-fold rotation" in capsys.readouterr().err

@@ -82,11 +82,16 @@ def write_experiment_report(tracking_uri: str, experiment: str, out_dir: str | P
     models = best[best["kind"] == "model"] if not best.empty else best
     if not models.empty:
         top = models.sort_values("val_tss", ascending=False).iloc[0]
+        first_fold = _first_fold_run(client, top["run_id"])  # a rotation's own figures are per fold
         for name, caption in (("training_curves.png", f"Training curves of {top['name']} (best on validation TSS)"),
                               ("class_counts.png", "Class counts per split"),
-                              ("threshold_curve.png", f"TSS versus threshold of {top['name']}: validation chooses, "
-                                                      "test shown for reference only")):
+                              ("threshold_curve.png", f"TSS versus threshold of {top['name']}: validation chooses "
+                                                      "(vertical line); the test curve and its optimum are shown "
+                                                      "for reference only, never to choose on")):
             local = _download(client, top["run_id"], f"plots/{name}", figures_dir / "downloads")
+            if local is None and first_fold is not None:
+                local = _download(client, first_fold, f"plots/{name}", figures_dir / "downloads")
+                caption += " (fold 1 of the rotation)"
             if local is not None:
                 target = figures_dir / name
                 target.write_bytes(local.read_bytes())
@@ -204,6 +209,16 @@ def resolve_run_id(client, run: str, experiment: str, tracking_uri: str) -> str:
         f"no finished run with id or name {run!r} in experiment {experiment!r} of {tracking_uri}; "
         "list runs with `flareseq report` or `flareseq ui`."
     )
+
+
+def _first_fold_run(client, run_id: str) -> str | None:
+    """The run id of fold 1 of a rotation's parent run, None for any other run."""
+    run = client.get_run(run_id)
+    if run.data.tags.get("flareseq.role") != "rotation":
+        return None
+    children = client.search_runs([run.info.experiment_id], max_results=1,
+                                  filter_string=f"tags.mlflow.parentRunId = '{run_id}' and tags.`flareseq.fold` = '1'")
+    return children[0].info.run_id if children else None
 
 
 def _test_predictions(client, run_id: str, scratch: Path) -> pd.DataFrame | None:

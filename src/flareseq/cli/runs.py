@@ -250,6 +250,13 @@ def _load_forecaster(args):
     uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
     mlflow.set_tracking_uri(uri)
     run_id = _resolve_run_id(mlflow, args.run, args.experiment, uri)
+    run = mlflow.get_run(run_id)
+    if run.data.tags.get("flareseq.role") == "rotation":
+        raise FlareseqError(
+            f"run {args.run!r} is a {run.data.tags.get('flareseq.cv', 'K')}-fold rotation, made to verify a "
+            f"configuration: it holds no single model. Use one fold's run (e.g. '{run.info.run_name}/fold1'), or "
+            "train the configuration once without data.cv to forecast with it."
+        )
     local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model"))
     found = next(iter(sorted(local.rglob("forecaster.json"))), None)
     if found is None:
