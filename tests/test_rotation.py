@@ -199,3 +199,13 @@ def test_report_of_a_rotation_and_no_forecasts_from_a_parent(rotated, tmp_path, 
     code = main(["predict", "rot", "--data", str(tmp_path), "--out", str(tmp_path / "x.csv"), "--experiment", "rot",
                  "--output-dir", str(out)])
     assert code == 2 and "is a 3-fold rotation" in capsys.readouterr().err
+
+
+def test_an_impossible_rotation_is_a_failed_run_with_the_reason(rotated):
+    out = rotated[0]
+    values = {**SMALL, "data": {"synthetic_samples": 300, "cv": 4, "cv_by": "fold"}, "baselines": [],
+              "tracking": {"output_dir": str(out), "experiment": "bad-cv", "log_model": False, "plots": False}}
+    results = run_experiment(expand_grid(values, default_name="bad-cv"), progress=False, echo=lambda line: None)
+    assert [r.status for r in results] == ["FAILED"]
+    frame = runs_frame(resolve_tracking_uri("", out), "bad-cv")
+    assert frame["status"].tolist() == ["FAILED"] and "set data.cv to at most 3" in frame["error"].iloc[0]

@@ -66,15 +66,16 @@ def run_rotation(config: RunConfig, *, tracker=None, cache: DataCache | None = N
     cache = cache or DataCache()
     echo = echo or (lambda line: None)
     started = time.perf_counter()
-    splits = cache.rotation(config, progress=progress)
-    k = len(splits)
     name = config.name or config.model.name
     key = run_key(config)
-    tags = {**run_tags(config, extra_tags), ROLE_TAG: "rotation", "flareseq.cv": str(k), RUN_KEY_TAG: key}
+    tags = {**run_tags(config, extra_tags), ROLE_TAG: "rotation", "flareseq.cv": str(config.data.cv),
+            RUN_KEY_TAG: key}
     fold_scores, tests, validations, errors = [], [], [], []
     with tracker.run(name, tags=tags) as parent:
         parent_id = parent.info.run_id if parent is not None else None
         tracker.log_params(config.flatten())
+        splits = cache.rotation(config, progress=progress)  # inside the run: a bad setting is a FAILED run
+        k = len(splits)
         source = cache.source(config, progress=progress)
         tracker.log_params({"data.content_hash": source.content_hash, "data.source": source.description})
         tracker.set_tags({"data.content_hash": source.content_hash, "split_leaky": "False",
