@@ -209,3 +209,16 @@ def test_an_impossible_rotation_is_a_failed_run_with_the_reason(rotated):
     assert [r.status for r in results] == ["FAILED"]
     frame = runs_frame(resolve_tracking_uri("", out), "bad-cv")
     assert frame["status"].tolist() == ["FAILED"] and "set data.cv to at most 3" in frame["error"].iloc[0]
+
+
+def test_cli_train_with_cv_reports_means_spread_and_pooled_interval(rotated, capsys):
+    from flareseq.cli import main
+
+    out = rotated[0]
+    sets = ["data.synthetic_samples=300", "training.epochs=1", "model.params.hidden_size=4", "tracking.log_model=false",
+            "tracking.plots=false", "verification.n_bootstrap=20", f'tracking.output_dir="{out}"',
+            'tracking.experiment="cli"']
+    assert main(["train", "--cv", "3", "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 0
+    printed = capsys.readouterr()
+    assert "3-fold rotation: the scores above are means over the test folds" in printed.out
+    assert printed.err.count("fold ") >= 3  # one progress line per fold

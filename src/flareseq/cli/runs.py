@@ -108,8 +108,16 @@ def cmd_train(args) -> int:
     config = expand_grid(config.to_dict(), overrides=_overrides(args),
                          default_name=args.name or config.name or config.model.name).runs[0]
     tracker = make_tracker(config)
-    result = run_single(config, tracker=tracker, progress=not args.no_progress)
+    result = run_single(config, tracker=tracker, progress=not args.no_progress,
+                        echo=lambda line: print(line, file=sys.stderr))
     _print_scores(result.scores)
+    if result.fold_scores:
+        s = result.scores
+        per_fold = " / ".join(f"{f['test_tss']:.3f}" for f in result.fold_scores)
+        print(f"{len(result.fold_scores)}-fold rotation: the scores above are means over the test folds; test TSS "
+              f"sd {s.get('test_tss_sd', float('nan')):.3f}, per fold {per_fold}; pooled out-of-fold test TSS "
+              f"{s['pooled_test_tss']:.3f} [{s.get('pooled_test_tss_ci_low', float('nan')):.3f}, "
+              f"{s.get('pooled_test_tss_ci_high', float('nan')):.3f}]")
     print(f"run {result.name} ({result.run_id}) recorded in {tracker.tracking_uri}, experiment "
           f"{config.tracking.experiment!r}")
     return 0
