@@ -234,7 +234,7 @@ def test_interval_table_uses_pooled_forecasts_for_rotations(runs, tmp_path):
     rows = {r[0].strip("*"): r for r in table_rows(text)}
     assert rows["steady"][2] == "0.550 [0.400, 0.700]"
     assert rows["lucky (pooled folds)"][2] == "0.600 [0.500, 0.660]"
-    assert "95 % bootstrap interval" in text and "whole regions (57 regions)" in text
+    assert "95 % bootstrap interval" in text and "whole regions (57 per test set)" in text
 
 
 def test_paired_comparison_marks_what_the_test_set_can_tell(runs, tmp_path):

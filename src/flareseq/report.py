@@ -12,6 +12,7 @@ choosing on the test scores would report the luckiest run, not the best one.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from os import PathLike
 from pathlib import Path
@@ -212,8 +213,12 @@ def _intervals(df: pd.DataFrame) -> list:
         return []
     levels = df["ci_level"].dropna().unique()
     level = f"{100 * levels[0]:g} %" if len(levels) == 1 else "the configured"
-    resampling = sorted({r for r in df["ci_resampling"] if r})
-    how = ("whole regions (" + ", ".join(resampling) + ")") if any("region" in r for r in resampling) else "samples"
+    counts = sorted({int(m.group(1)) for r in df["ci_resampling"] if (m := re.match(r"(\d+) regions", r))})
+    if counts:
+        span = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}–{counts[-1]:,}"
+        how = f"whole regions ({span} per test set)"
+    else:
+        how = "samples (the data has no region ids)"
     return [table, _Paragraph(
         f"Test score [{level} bootstrap interval]. Each resample draws {how} with replacement -- overlapping windows "
         "of one region are not independent evidence -- and scores it at the run's fixed, validation-chosen "

@@ -78,9 +78,9 @@ def run_rotation(config: RunConfig, *, tracker=None, cache: DataCache | None = N
         k = len(splits)
         source = cache.source(config, progress=progress)
         tracker.log_params({"data.content_hash": source.content_hash, "data.source": source.description})
+        groups = verification.region_groups(source.dataset.meta, source.dataset.n_samples)
         tracker.set_tags({"data.content_hash": source.content_hash, "split_leaky": "False",
-                          "ci_resampling": "regions" if "region" in source.dataset.meta.columns
-                          and source.dataset.meta["region"].notna().any() else "samples"})
+                          "ci_resampling": "samples" if groups is None else f"{len(set(groups))} regions"})
         for i in range(k):
             child_key = f"{key}/fold{i + 1}"
             fold_tags = {RUN_KEY_TAG: child_key, ROLE_TAG: "fold", "flareseq.fold": str(i + 1),
