@@ -222,3 +222,18 @@ def test_cli_train_with_cv_reports_means_spread_and_pooled_interval(rotated, cap
     printed = capsys.readouterr()
     assert "3-fold rotation: the scores above are means over the test folds" in printed.out
     assert printed.err.count("fold ") >= 3  # one progress line per fold
+
+
+def test_cross_validate_pairs_pooled_forecasts_of_several_configurations():
+    from flareseq.pipeline import load_source
+    from flareseq.rotation import cross_validate
+    from flareseq.verification import compare_predictions
+
+    base = RunConfig.from_dict({**SMALL, "data": {"synthetic_samples": 400}})
+    configs = [base.with_overrides({"model.name": name, "name": name}) for name in ("logistic-summary", "climatology")]
+    results = cross_validate(configs, 3, source=load_source(base.data))
+    assert list(results) == ["logistic-summary", "climatology"]
+    assert all(len(r.fold_scores) == 3 and len(r.predictions) == 400 for r in results.values())
+    paired = compare_predictions(results["logistic-summary"].predictions, results["climatology"].predictions,
+                                 n_boot=200)
+    assert paired["tss"].second == 0.0 and paired["tss"].p_first_better > 0.9  # climatology has no skill

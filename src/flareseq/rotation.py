@@ -13,20 +13,18 @@ paired comparisons between rotated runs use.
 
 Usable without MLflow (the default tracker records nothing)::
 
-    from flareseq.pipeline import DataCache
-    from flareseq.rotation import run_rotation
+    from flareseq.rotation import cross_validate
     from flareseq.verification import compare_predictions
 
-    cache = DataCache()
-    model = run_rotation(config.with_overrides({"data.cv": 5}), cache=cache)
-    baseline = run_rotation(baseline_config.with_overrides({"data.cv": 5}), cache=cache)
-    compare_predictions(model.predictions, baseline.predictions)  # paired, by region
+    results = cross_validate([model_config, baseline_config], 5)  # run name -> RunResult
+    compare_predictions(results["lstm"].predictions, results["baseline"].predictions)  # paired, by region
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +34,7 @@ from . import verification
 from .config import RunConfig
 from .errors import FlareseqError
 from .experiments import ROLE_TAG, RUN_ERRORS, RUN_KEY_TAG, RunResult, log_scores, run_key, run_single, run_tags
-from .pipeline import DataCache
+from .pipeline import DataCache, Source
 from .tracking import NullTracker
 
 # Per-fold values logged on a rotation's parent run (mean and sd are logged for every score).
@@ -131,6 +129,34 @@ def run_rotation(config: RunConfig, *, tracker=None, cache: DataCache | None = N
                      fold_scores=fold_scores)
 
 
+def cross_validate(configs: Sequence[RunConfig], k: int, *, source: Source | None = None, tracker=None,
+                   progress: bool | None = None, echo=None) -> dict[str, RunResult]:
+    """Rotate every configuration over the same K folds: the data loaded and split once.
+
+    Parameters
+    ----------
+    configs : the runs to compare (models and baselines), sharing one data section.
+    k : the number of folds (``data.cv``), e.g. 5 for the five SMARP fold files.
+    source : the samples, already loaded (:func:`flareseq.pipeline.load_source`); loaded from
+        the first configuration's data section when omitted.
+    tracker : where to log (none by default); ``progress``, ``echo`` as :func:`run_rotation`.
+
+    Returns
+    -------
+    run name -> :class:`~flareseq.experiments.RunResult` with the fold scores and the pooled
+    out-of-fold forecasts, which :func:`flareseq.verification.compare_predictions` pairs.
+    """
+    cache = DataCache()
+    if source is not None and configs:
+        cache.put_source(configs[0].data, source)
+    results = {}
+    for config in configs:
+        rotated = config.with_overrides({"data.cv": k})
+        results[rotated.name or rotated.model.name] = run_rotation(rotated, tracker=tracker, cache=cache,
+                                                                   progress=progress, echo=echo)
+    return results
+
+
 def summarise_folds(fold_scores: list[dict[str, float]]) -> dict[str, float]:
     """Mean (under the score's name), ``_sd`` and, for :data:`FOLD_METRICS`, ``_fold<k>``
     of every score the folds share (bootstrap bounds excluded: they do not average)."""
@@ -183,4 +209,4 @@ def _reuse_fold_run(run_id: str, parent_id: str | None, tracker) -> RunResult:
                      predictions=test, validation_predictions=val)
 
 
-__all__ = ["FOLD_METRICS", "run_rotation", "summarise_folds", "pooled_scores"]
+__all__ = ["FOLD_METRICS", "run_rotation", "cross_validate", "summarise_folds", "pooled_scores"]
