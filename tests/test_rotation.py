@@ -230,7 +230,8 @@ def test_cross_validate_pairs_pooled_forecasts_of_several_configurations():
     from flareseq.verification import compare_predictions
 
     base = RunConfig.from_dict({**SMALL, "data": {"synthetic_samples": 400}})
-    configs = [base.with_overrides({"model.name": name, "name": name}) for name in ("logistic-summary", "climatology")]
+    configs = [base.with_overrides({"model.name": name, "model.params": {}, "name": name})
+               for name in ("logistic-summary", "climatology")]
     results = cross_validate(configs, 3, source=load_source(base.data))
     assert list(results) == ["logistic-summary", "climatology"]
     assert all(len(r.fold_scores) == 3 and len(r.predictions) == 400 for r in results.values())
