@@ -5,6 +5,7 @@
     python benchmarks/smarp.py --data /elsewhere/smarp  # a folder holding smarp_0.csv ... smarp_4.csv
     python benchmarks/smarp.py --validation-folds 0 1 2 3   # choose settings: validation folds, test unseen
     python benchmarks/smarp.py --quick                  # seconds: checks the machinery, not skill
+    python benchmarks/smarp.py --cv 5                   # rotation: each of the five folds tests once
 
 Protocol, the same as ``flareseq experiments experiments/smarp.toml`` (whose settings this
 script reads; ``--set section.key=value`` overrides them), without MLflow:
@@ -205,6 +206,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no-baselines", action="store_true", help="sequence models only")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu (default, deterministic) or cuda")
+    parser.add_argument("--cv", type=int, metavar="K",
+                        help="K-fold rotation over the fold files instead of seeds (flareseq.rotation): each fold "
+                             "tests once, validation carved from the others' regions; mean and sd over folds, and "
+                             "the paired bootstrap (by region) of the best sequence model against the best baseline")
     parser.add_argument("--quick", action="store_true",
                         help="check the machinery in seconds: 1 seed, 1 epoch, tiny models, a fifth of training")
     args = parser.parse_args(argv)
@@ -229,6 +234,8 @@ def main(argv=None) -> int:
           f"{dataset.n_features} features {list(dataset.feature_names)} from {source.description} "
           f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
 
+    if args.cv:
+        return main_rotation(args, runs, source, started)
     base_split = dict(runs[0].data.split)
     if args.validation_folds:
         splits = [(args.seed, split_for(base_split, seed=args.seed, validation_fold=k)) for k in args.validation_folds]
@@ -283,6 +290,68 @@ def main(argv=None) -> int:
             "test_tss", "test_tss_sd", "test_hss2", "test_hss2_sd", "test_bss", "test_precision", "test_recall",
             "test_roc_auc", "test_tss_by_seed")
     result["models"] = {name: {k: e[k] for k in keep} for name, e in summary.items()}
+    result["seconds"] = time.perf_counter() - started
+    print("RESULT " + json.dumps(_jsonable(result)))
+    return 0
+
+
+def main_rotation(args, runs, source, started: float) -> int:
+    """``--cv K``: every model and baseline over the same K folds; the table of means and
+    standard deviations over folds; the paired comparison of the best sequence model with the
+    best baseline (chosen on mean validation TSS) on their pooled out-of-fold forecasts."""
+    from flareseq.models import get_model_spec
+    from flareseq.rotation import cross_validate
+    from flareseq.verification import compare_predictions
+
+    configs = [r.with_overrides({"training.random_state": args.seed}) for r in runs]
+    plan = []
+    if not args.no_baselines:
+        for name in configs[0].baselines:
+            params = {"random_state": args.seed} if name == "gboost-summary" else {}
+            plan.append(("baseline", configs[0].with_overrides({"model.name": name, "model.params": params,
+                                                                 "name": name})))
+    for config in configs:
+        if args.quick:
+            config = config.with_overrides({"model.params": dict(get_model_spec(config.model.name).test_params)})
+        plan.append(("lstm", config.with_overrides({"name": config.model.name})))
+    echo = (lambda line: print(line, file=sys.stderr))
+    results = cross_validate([c for _, c in plan], args.cv, source=source, progress=False, echo=echo)
+    rows = [{"model": c.model.name, "kind": kind, "seed": fold, "n_parameters": None, "epochs": None,
+             "fit_cpu_seconds": math.nan,
+             **{f"{part}_{k}": float(scores.get(f"{part}_{k}", math.nan)) for part in ("val", "test") for k in SCORE_KEYS}}
+            for kind, c in plan for fold, scores in enumerate(results[c.name].fold_scores, start=1)]
+    summary = summarise(rows)
+    print(f"\n{'model':<24} " + " ".join(f"{h:>15}" for h in ("TSS", "HSS2", "ROC-AUC", "PR-AUC", "BSS")) + "  val TSS")
+    for name, e in summary.items():
+        cells = []
+        for key in ("test_tss", "test_hss2", "test_roc_auc", "test_pr_auc", "test_bss"):
+            values = [r[key] for r in rows if r["model"] == name]
+            sd = statistics.stdev(values) if len(values) > 1 else math.nan
+            e[f"{key}_sd"] = sd
+            cells.append(f"{e[key]:.3f} +- {sd:.3f}")
+        print(f"{name:<24} " + " ".join(f"{c:>15}" for c in cells) + f"  {e['val_tss']:.3f}")
+    print(f"\nmeans +- sd over the {args.cv} test folds; best = highest mean VALIDATION TSS.")
+    best_model, best_baseline = best_by_validation(summary, "lstm"), best_by_validation(summary, "baseline")
+    result = {"n_windows": source.dataset.n_samples, "n_windows_positive": source.dataset.n_positive, "cv": args.cv,
+              "selection": "mean validation TSS", "quick": args.quick, "overrides": args.overrides}
+    for label, name in (("best_model", best_model), ("best_baseline", best_baseline)):
+        if name is not None:
+            e = summary[name]
+            result.update({label: name, f"{label}_val_tss": e["val_tss"], f"{label}_tss": e["test_tss"],
+                           f"{label}_tss_sd": e["test_tss_sd"], f"{label}_hss2": e["test_hss2"]})
+    if best_model and best_baseline:
+        paired = compare_predictions(results[best_model].predictions, results[best_baseline].predictions,
+                                     names=(best_model, best_baseline))
+        print(f"paired bootstrap by region, {best_model} - {best_baseline} (pooled out-of-fold forecasts):")
+        for metric, r in paired.items():
+            print(f"  {metric:>6}: {r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}], P(model better) "
+                  f"{r.p_first_better:.3f}: {r.verdict()}")
+        result["paired"] = {m: {"difference": r.difference, "low": r.low, "high": r.high,
+                                "p_model_better": r.p_first_better, "verdict": r.verdict()} for m, r in paired.items()}
+    result["models"] = {name: {k: e[k] for k in ("kind", "val_tss", "test_tss", "test_tss_sd", "test_hss2",
+                                                 "test_hss2_sd", "test_roc_auc", "test_roc_auc_sd", "test_pr_auc",
+                                                 "test_pr_auc_sd", "test_bss", "test_bss_sd", "test_tss_by_seed")}
+                        for name, e in summary.items()}
     result["seconds"] = time.perf_counter() - started
     print("RESULT " + json.dumps(_jsonable(result)))
     return 0

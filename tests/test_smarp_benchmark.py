@@ -130,6 +130,22 @@ def test_repeats_average_over_seeds_and_validation_folds_keep_the_test_fold(tabl
     assert set(folds[split.train]) == {0, 1, 3}
 
 
+def test_cv_rotates_every_fold_through_the_test_set_and_pairs_the_best_two(tables):
+    text, result = run_benchmark("--data", str(tables), "--quick", "--threads", "1", "--models", "lstm",
+                                 "--cv", str(N_FOLDS))
+    assert result["cv"] == N_FOLDS and result["n_windows"] == N_FOLDS * N_REGIONS * (N_ROWS - 16 + 1)
+    assert list(result["models"]) == BASELINES + ["lstm"]
+    for name, scores in result["models"].items():
+        assert len(scores["test_tss_by_seed"]) == N_FOLDS  # one score per test fold
+        assert scores["test_tss_sd"] >= 0 and -1 <= scores["test_tss"] <= 1
+    assert result["best_model"] == "lstm" and result["best_baseline"] in BASELINES
+    assert set(result["paired"]) == {"tss", "hss2", "pr_auc"}
+    for paired in result["paired"].values():
+        assert paired["low"] <= paired["high"] and -2 <= paired["difference"] <= 2
+        assert 0 <= paired["p_model_better"] <= 1
+    assert "paired bootstrap by region, lstm - " in text
+
+
 def test_the_experiment_file_is_the_benchmarks_protocol():
     runs = load_experiment(EXPERIMENT).runs
     assert [r.model.name for r in runs] == SIX
