@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -184,3 +185,18 @@ def test_cli_compare_two_runs_on_the_same_test_set(finished_grid, capsys):
         assert r["low"] <= r["difference"] <= r["high"] or r["low"] <= r["high"]
         assert 0 <= r["p_first_better"] <= 1
         assert r["difference"] == pytest.approx(r["first"] - r["second"])
+
+
+def test_two_output_dirs_in_one_process_keep_two_stores(tmp_path, monkeypatch):
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; read back as the user's choice, it
+    # sent the second grid's runs into the first grid's store.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for name in ("first", "second"):
+        values = {**SMALL, "baselines": [], "tracking": {"output_dir": str(tmp_path / name), "experiment": "same",
+                                                        "log_model": False, "plots": False}}
+        assert [r.status for r in run_experiment(expand_grid(values, default_name=name), progress=False,
+                                                 echo=lambda line: None)] == ["FINISHED"]
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    for name in ("first", "second"):
+        frame = runs_frame(resolve_tracking_uri("", tmp_path / name), "same")
+        assert frame["name"].tolist() == [name]

@@ -31,7 +31,7 @@ from .errors import FlareseqError
 from .forecaster import Forecaster, build_estimator
 from .grid import Experiment
 from .pipeline import DataCache, RunData
-from .tracking import MlflowTracker, NullTracker, resolve_tracking_uri
+from .tracking import MlflowTracker, NullTracker, resolve_tracking_uri, use_tracking_uri
 
 RUN_KEY_TAG = "flareseq.run_key"
 ROLE_TAG = "flareseq.role"  # "rotation": the parent of K fold runs; "fold": one of them
@@ -390,7 +390,7 @@ def runs_frame(tracking_uri: str, experiment: str) -> pd.DataFrame:
     """The runs of an experiment as the report's table (one row per run, newest kept per name)."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
+    use_tracking_uri(tracking_uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:
         raise FlareseqError(f"no experiment {experiment!r} in the tracking store {tracking_uri}.")

@@ -35,6 +35,23 @@ def resolve_tracking_uri(uri: str, output_dir: str | os.PathLike[str]) -> str:
     return f"sqlite:///{path}"
 
 
+def use_tracking_uri(uri: str) -> None:
+    """Point MLflow's fluent API at ``uri`` without touching ``MLFLOW_TRACKING_URI``.
+
+    ``mlflow.set_tracking_uri`` also exports the URI to the environment (for subprocesses);
+    left there, it would read as the user's choice in :func:`resolve_tracking_uri`, and a
+    later run in the same process with another ``output_dir`` would write into this store.
+    """
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 class NullTracker:
     """Records nothing (library use and tests of code that is not about tracking)."""
 
@@ -64,7 +81,7 @@ class MlflowTracker:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         self._mlflow = mlflow
         self.tracking_uri = tracking_uri
-        mlflow.set_tracking_uri(tracking_uri)
+        use_tracking_uri(tracking_uri)
         existing = mlflow.get_experiment_by_name(experiment)
         if existing is None:
             # Keep artifacts next to a SQLite store rather than in the current directory.

@@ -245,7 +245,7 @@ def cmd_ui(args) -> int:
 def _load_forecaster(args):
     """A run's forecaster from a saved folder, a run id or a run name."""
     from ..forecaster import Forecaster
-    from ..tracking import resolve_tracking_uri
+    from ..tracking import resolve_tracking_uri, use_tracking_uri
 
     folder = Path(args.run)
     if folder.is_dir():
@@ -256,7 +256,7 @@ def _load_forecaster(args):
     import mlflow
 
     uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
-    mlflow.set_tracking_uri(uri)
+    use_tracking_uri(uri)
     run_id = _resolve_run_id(mlflow, args.run, args.experiment, uri)
     run = mlflow.get_run(run_id)
     if run.data.tags.get("flareseq.role") == "rotation":
