@@ -84,3 +84,14 @@ def test_swan_sf_folder_in_parallel_equals_the_serial_read(tmp_path, monkeypatch
     assert parallel.manifest["sources"] == serial.manifest["sources"]
     assert parallel.manifest["sources"][0]["n_records"] == 40 and parallel.manifest["n_skipped"] == 1
     assert [r.path for r in parallel.skips.records] == [str(bad.with_name("not-a-sample.csv"))]
+
+
+def test_engine_is_checked_and_spark_options_need_the_spark_engine(tmp_path):
+    from flareseq.errors import ConfigError
+
+    data = write_synthetic_kaggle(tmp_path / "fold.jsonl", 5, seed=1)
+    with pytest.raises(ConfigError, match="engine must be 'local' or 'spark', got 'dask'"):
+        ingest(data, tmp_path / "a", engine="dask", progress=False)
+    with pytest.raises(ConfigError, match="fraction, stratify: options of engine='spark' only"):
+        ingest(data, tmp_path / "b", fraction=0.5, stratify=True, progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -45,9 +45,8 @@ def spark():
 
 
 def spark_ingest(spark, inputs, out, **options):
-    from flareseq.data.spark import ingest_spark
-
-    return ingest_spark(inputs, out, spark=spark, progress=False, **options)
+    """Through the public entry point, as a user would: ingest(..., engine="spark")."""
+    return ingest(inputs, out, engine="spark", spark=spark, progress=False, **options)
 
 
 def assert_same_store(spark_store, local_store, *, n_samples):

@@ -91,11 +91,9 @@ def _run_ingest(args: argparse.Namespace) -> int:
         return 0
 
     if args.engine == "spark":
-        from ..data.spark import ingest_spark
-
-        report = ingest_spark(args.inputs, args.out, master=args.master, fraction=args.fraction,
-                              stratify=args.stratify, seed=args.seed, on_error=args.on_error,
-                              overwrite=args.overwrite, progress=_progress(args))
+        report = ingest(args.inputs, args.out, engine="spark", master=args.master, fraction=args.fraction,
+                        stratify=args.stratify, seed=args.seed, on_error=args.on_error,
+                        overwrite=args.overwrite, progress=_progress(args))
     elif args.fraction is not None or args.stratify:
         from ..errors import ConfigError
 

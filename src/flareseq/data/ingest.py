@@ -110,6 +110,8 @@ def ingest(
     progress: bool | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     n_timesteps: int = N_KAGGLE_TIMESTEPS,
+    engine: str = "local",
+    **spark_options,
 ) -> IngestReport:
     """Read every input (Kaggle JSON lines, SWAN-SF directories or archives, stores) into a
     new store at ``out``, in input order.
@@ -127,6 +129,9 @@ def ingest(
     overwrite : replace an existing store at ``out`` (otherwise a :class:`StoreError`).
     progress : tqdm bars on stderr; ``None`` shows them only on a terminal.
     chunk_bytes : bytes of Kaggle lines per parse task (memory per worker grows with it).
+    engine : ``"local"`` (this machine's cores) or ``"spark"``: the same store written by
+        :func:`flareseq.data.spark.ingest_spark`, which takes ``spark_options`` (``master``,
+        ``fraction``, ``stratify``, ``seed``, ``spark``, ``spark_conf``, ``staging_dir``).
 
     Returns
     -------
@@ -142,6 +147,16 @@ def ingest(
     from .swansf import NUMERIC_COLUMNS, STRING_COLUMNS, iter_swansf_batches
 
     check_on_error(on_error)
+    if engine == "spark":
+        from .spark import ingest_spark
+
+        return ingest_spark(inputs, out, on_error=on_error, overwrite=overwrite, progress=progress,
+                            n_timesteps=n_timesteps, **spark_options)
+    if engine != "local":
+        raise ConfigError(f"engine must be 'local' or 'spark', got {engine!r}.")
+    if spark_options:
+        raise ConfigError(f"{', '.join(sorted(spark_options))}: options of engine='spark' only; the local engine "
+                          "ingests everything (sample afterwards with flareseq.prep.sample_fraction, the same draw).")
     paths = [Path(inputs)] if isinstance(inputs, (str, PathLike)) else [Path(p) for p in inputs]
     if not paths:
         raise ConfigError("nothing to ingest: give at least one input path.")
