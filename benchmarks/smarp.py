@@ -1,11 +1,11 @@
 """Skill on real data: the six LSTMs and the baselines on the SMARP folds (Sun et al. 2022).
 
-    python benchmarks/smarp.py                          # 3 seeds, six LSTMs + 3 baselines, ~10-15 min on 2 cores
+    python benchmarks/smarp.py                          # 3 seeds, six LSTMs + 3 baselines, ~4 min on 2 cores
     python benchmarks/smarp.py --models lstm --repeats 1 --epochs 5
     python benchmarks/smarp.py --data /elsewhere/smarp  # a folder holding smarp_0.csv ... smarp_4.csv
     python benchmarks/smarp.py --validation-folds 0 1 2 3   # choose settings: validation folds, test unseen
     python benchmarks/smarp.py --quick                  # seconds: checks the machinery, not skill
-    python benchmarks/smarp.py --cv 5                   # rotation: each of the five folds tests once
+    python benchmarks/smarp.py --cv 5                   # rotation: each of the five folds tests once, ~8 min
 
 Protocol, the same as ``flareseq experiments experiments/smarp.toml`` (whose settings this
 script reads; ``--set section.key=value`` overrides them), without MLflow:
