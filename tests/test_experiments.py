@@ -200,3 +200,18 @@ def test_two_output_dirs_in_one_process_keep_two_stores(tmp_path, monkeypatch):
     for name in ("first", "second"):
         frame = runs_frame(resolve_tracking_uri("", tmp_path / name), "same")
         assert frame["name"].tolist() == [name]
+
+
+def test_cli_train_names_the_run_after_the_model_chosen_by_set(tmp_path, capsys):
+    import mlflow
+
+    from flareseq.cli import main
+    from flareseq.tracking import use_tracking_uri
+
+    sets = ["model.name=logistic-summary", "data.synthetic_samples=300", "tracking.log_model=false",
+            "tracking.plots=false", "verification.n_bootstrap=20", f'tracking.output_dir="{tmp_path}"']
+    assert main(["train", "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 0
+    assert "run logistic-summary (" in capsys.readouterr().out
+    use_tracking_uri(resolve_tracking_uri("", tmp_path))  # not mlflow.set_tracking_uri: it exports the URI
+    (run,) = mlflow.search_runs(experiment_names=["flareseq"], output_format="list")
+    assert run.info.run_name == "logistic-summary" and run.data.params["model.name"] == "logistic-summary"

@@ -105,8 +105,9 @@ def cmd_train(args) -> int:
         config = RunConfig.from_dict(values, where=args.config)
     else:
         config = RunConfig()
-    config = expand_grid(config.to_dict(), overrides=_overrides(args),
-                         default_name=args.name or config.name or config.model.name).runs[0]
+    config = expand_grid(config.to_dict(), overrides=_overrides(args), default_name=args.name or config.name).runs[0]
+    if not config.name:  # named after the model the overrides chose, not the default's
+        config = config.with_overrides({"name": config.model.name})
     tracker = make_tracker(config)
     result = run_single(config, tracker=tracker, progress=not args.no_progress,
                         echo=lambda line: print(line, file=sys.stderr))
