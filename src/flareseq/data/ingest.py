@@ -33,10 +33,8 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ..errors import ConfigError
-from ..schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS, UNLABELLED
+from ..schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS
 from .kaggle import (
     DEFAULT_CHUNK_BYTES,
     ByteSource,
@@ -384,18 +382,7 @@ class _Pool:
                     for data in iter_line_chunks(stream, self.chunk_bytes):
                         yield executor.submit(_parse_bytes, data, source.name, on_error, n_timesteps), len(data)
             tasks = compressed_tasks()
-        try:
-            for task in tasks:
-                window.append(task)
-                if len(window) >= limit:
-                    future, n_bytes = window.popleft()
-                    yield future.result(), n_bytes
-            while window:
-                future, n_bytes = window.popleft()
-                yield future.result(), n_bytes
-        finally:
-            for future, _ in window:
-                future.cancel()
+        yield from _in_order(tasks, limit, window)
 
     def _scan_in_threads(self, source: ByteSource, on_error: str, n_timesteps: int, small: bool):
         """:meth:`parse` by scanning threads, ``2 x workers`` chunks in flight."""
@@ -423,19 +410,26 @@ class _Pool:
                     for data in iter_line_chunks(stream, self.chunk_bytes):
                         yield threads.submit(task, lambda data=data: data), len(data)
             tasks = compressed_tasks()
-        window: deque[tuple[Future, int]] = deque()
-        try:
-            for item in tasks:
-                window.append(item)
-                if len(window) >= 2 * self.workers:
-                    future, n_bytes = window.popleft()
-                    yield future.result(), n_bytes
-            while window:
+        yield from _in_order(tasks, 2 * self.workers)
+
+
+def _in_order(tasks, limit: int, window: deque | None = None):
+    """Yield ``(result, n_bytes)`` of ``(future, n_bytes)`` tasks in submission order, with
+    at most ``limit`` in flight (``window`` may already hold some); the rest are cancelled
+    when the consumer stops early."""
+    window = deque() if window is None else window
+    try:
+        for task in tasks:
+            window.append(task)
+            if len(window) >= limit:
                 future, n_bytes = window.popleft()
                 yield future.result(), n_bytes
-        finally:
-            for future, _ in window:
-                future.cancel()
+        while window:
+            future, n_bytes = window.popleft()
+            yield future.result(), n_bytes
+    finally:
+        for future, _ in window:
+            future.cancel()
 
 
 _thread_buffers = threading.local()
@@ -464,16 +458,7 @@ def _read_range_reused(path: str, start: int, end: int) -> memoryview:
 def _scanned_chunk(data: bytes | memoryview, n_timesteps: int) -> ParsedChunk | None:
     """The chunk as the compiled scanner reads it, or ``None`` when it declines."""
     result = scan_chunk(data, n_timesteps) if data else None
-    if result is None:
-        return None
-    n = len(result.ids)
-    return ParsedChunk(
-        ids=result.ids,
-        labels=result.labels if result.labels is not None else np.full(n, UNLABELLED, np.int8),
-        folds=result.folds if result.folds is not None else np.full(n, -1, np.int64),
-        fold_known=np.full(n, result.folds is not None),
-        X=result.X, lines=np.arange(1, n + 1, dtype=np.int64), n_lines=n, fast=True,
-    )
+    return None if result is None else ParsedChunk.from_fast(result)
 
 
 def _read_range(path: str, start: int, end: int) -> bytes:

@@ -162,6 +162,19 @@ class ParsedChunk:
     n_blank: int = 0
     fast: bool = False
 
+    @classmethod
+    def from_fast(cls, result) -> ParsedChunk:
+        """A chunk from a fast parse (the Arrow path or the compiled scanner: ``ids``,
+        ``labels`` and ``folds`` or None, ``X``), whose lines are all samples, in order."""
+        n = len(result.ids)
+        return cls(
+            ids=result.ids,
+            labels=result.labels if result.labels is not None else np.full(n, UNLABELLED, np.int8),
+            folds=result.folds if result.folds is not None else np.full(n, -1, np.int64),
+            fold_known=np.full(n, result.folds is not None),
+            X=result.X, lines=np.arange(1, n + 1, dtype=np.int64), n_lines=n, fast=True,
+        )
+
     @property
     def n_samples(self) -> int:
         return len(self.ids)
@@ -212,14 +225,7 @@ def parse_kaggle_chunk(data: bytes, *, path: str, on_error: str = "raise", n_tim
         if layout is not None:
             result = parse_chunk_fast(data, layout)
             if result is not None:
-                n = n_lines = len(result.ids)
-                return ParsedChunk(
-                    ids=result.ids,
-                    labels=result.labels if result.labels is not None else np.full(n, UNLABELLED, np.int8),
-                    folds=result.folds if result.folds is not None else np.full(n, -1, np.int64),
-                    fold_known=np.full(n, result.folds is not None),
-                    X=result.X, lines=np.arange(1, n + 1, dtype=np.int64), n_lines=n_lines, fast=True,
-                )
+                return ParsedChunk.from_fast(result)
     n_lines = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
     return _parse_chunk_strict(data, path=path, on_error=on_error, n_timesteps=n_timesteps, n_lines=n_lines)
 
