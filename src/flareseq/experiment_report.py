@@ -190,8 +190,9 @@ def compare_runs(tracking_uri: str, experiment: str, first: str, second: str, *,
                                             random_state=random_state)
 
 
-def resolve_run_id(client, run: str, experiment: str, tracking_uri: str) -> str:
-    """A run id from an id or a run name (the newest finished run of that name)."""
+def resolve_run_id(client, run: str, experiment: str, tracking_uri: str, *, hint: str = "") -> str:
+    """A run id from an id or a run name (the newest finished run of that name); ``hint``
+    adds another way out to the error."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -207,7 +208,7 @@ def resolve_run_id(client, run: str, experiment: str, tracking_uri: str) -> str:
             return runs[0].info.run_id
     raise FlareseqError(
         f"no finished run with id or name {run!r} in experiment {experiment!r} of {tracking_uri}; "
-        "list runs with `flareseq report` or `flareseq ui`."
+        f"list runs with `flareseq report` or `flareseq ui`{', ' + hint if hint else ''}."
     )
 
 

@@ -245,6 +245,7 @@ def cmd_ui(args) -> int:
 # -- helpers -------------------------------------------------------------------------------
 def _load_forecaster(args):
     """A run's forecaster from a saved folder, a run id or a run name."""
+    from ..experiment_report import resolve_run_id
     from ..forecaster import Forecaster
     from ..tracking import resolve_tracking_uri, use_tracking_uri
 
@@ -258,7 +259,8 @@ def _load_forecaster(args):
 
     uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
     use_tracking_uri(uri)
-    run_id = _resolve_run_id(mlflow, args.run, args.experiment, uri)
+    run_id = resolve_run_id(mlflow.MlflowClient(uri), args.run, args.experiment, uri,
+                            hint="or give a saved model folder")
     run = mlflow.get_run(run_id)
     if run.data.tags.get("flareseq.role") == "rotation":
         raise FlareseqError(
@@ -271,26 +273,6 @@ def _load_forecaster(args):
     if found is None:
         raise FlareseqError(f"run {run_id} logged no flareseq model (its tracking.log_model was off?).")
     return Forecaster.load(found.parent)
-
-
-def _resolve_run_id(mlflow, run: str, experiment: str, uri: str) -> str:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return mlflow.get_run(run).info.run_id
-    except MlflowException:  # not a run id: look it up by name
-        pass
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is not None:
-        runs = mlflow.search_runs(experiment_ids=[found.experiment_id], output_format="list",
-                                  filter_string=f"attributes.run_name = '{run}' and attributes.status = 'FINISHED'",
-                                  order_by=["start_time DESC"], max_results=1)
-        if runs:
-            return runs[0].info.run_id
-    raise FlareseqError(
-        f"no finished run with id or name {run!r} in experiment {experiment!r} of {uri}; "
-        "list runs with `flareseq report` or `flareseq ui`, or give a saved model folder."
-    )
 
 
 def _print_scores(scores: dict) -> None:
