@@ -139,12 +139,7 @@ class _MaskedLSTMFunction(torch.autograd.Function):
             if t:
                 dc.mul_(f_all[t])
                 dh = torch.mm(gg_all[t], w_hh).mul_(mask)
-        flat = grad_gates.view(T * B, 4 * H)
-        grad_x = torch.mm(flat, w_ih).view(T, B, -1) if ctx.needs_input_grad[0] else None
-        grad_w_ih = torch.mm(flat.t(), x.reshape(T * B, -1))
-        grad_w_hh = torch.mm(flat.t(), masked.view(T * B, H))
-        grad_bias = flat.sum(0)
-        return grad_x, grad_w_ih, grad_w_hh, grad_bias, None
+        return (*_input_and_weight_grads(grad_gates, x, masked, w_ih, ctx.needs_input_grad[0]), None)
 
 
 class _MaskedLSTMKernel(torch.autograd.Function):
@@ -179,11 +174,18 @@ class _MaskedLSTMKernel(torch.autograd.Function):
         _lstm.backward(torch.get_num_threads(), B, T, H, grad_hidden.data_ptr(), gates.data_ptr(),
                        cells_prev.data_ptr(), tanh_cells.data_ptr(), w_hh_padded.data_ptr(), mask.data_ptr(),
                        grad_gates.data_ptr())
-        flat = grad_gates.view(B * T, 4 * H)
-        grad_x = torch.mm(flat, w_ih).view(B, T, F) if ctx.needs_input_grad[0] else None
-        grad_w_ih = torch.mm(flat.t(), x.view(B * T, F))
-        grad_w_hh = torch.mm(flat.t(), masked.view(B * T, H))
-        return grad_x, grad_w_ih, grad_w_hh, flat.sum(0), None
+        return (*_input_and_weight_grads(grad_gates, x, masked, w_ih, ctx.needs_input_grad[0]), None)
+
+
+def _input_and_weight_grads(grad_gates, x, masked, w_ih, needs_grad_x: bool):
+    """Gradients of ``x``, ``w_ih``, ``w_hh`` and the bias from the gates' gradients: one
+    matmul each over all steps (the same for time-major and batch-major layouts, whose
+    leading two dimensions are just flattened)."""
+    flat = grad_gates.reshape(-1, grad_gates.shape[-1])
+    grad_x = torch.mm(flat, w_ih).view(x.shape) if needs_grad_x else None
+    grad_w_ih = torch.mm(flat.t(), x.reshape(-1, x.shape[-1]))
+    grad_w_hh = torch.mm(flat.t(), masked.reshape(-1, masked.shape[-1]))
+    return grad_x, grad_w_ih, grad_w_hh, flat.sum(0)
 
 
 def _padded(w: torch.Tensor) -> torch.Tensor:
