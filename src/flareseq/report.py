@@ -139,6 +139,11 @@ def _inflated(df: pd.DataFrame) -> pd.Series:
     return df["calibrated"].map(lambda v: v is False) & weighted & (df["status"] == "FINISHED")
 
 
+def _kind_class(row) -> str:
+    """The row's CSS class: baselines are set apart."""
+    return "baseline" if row["kind"] == "baseline" else ""
+
+
 def _main_table(df: pd.DataFrame) -> _Table:
     table = _Table(["run", "architecture", "kind", "threshold", *MAIN_COLUMNS])
     inflated = _inflated(df)
@@ -151,8 +156,7 @@ def _main_table(df: pd.DataFrame) -> _Table:
             if inflated[index] and column in ("test_brier", "test_bss") and text != MISSING:
                 text += f" {INFLATED_MARK}"
             cells.append(text)
-        table.rows.append(cells)
-        table.classes.append("failed" if failed else "baseline" if row["kind"] == "baseline" else "")
+        table.add(cells, "failed" if failed else _kind_class(row))
     return table
 
 
@@ -189,8 +193,7 @@ def _rotation(df: pd.DataFrame) -> list:
             cells.append(MISSING if math.isnan(mean) else _fmt(mean) + ("" if math.isnan(sd) else f" ± {sd:.3f}"))
         folds = [row.get(f"test_tss_fold{k}", float("nan")) for k in range(1, int(row["n_folds"]) + 1)]
         cells += [" / ".join(_fmt(v, 2) for v in folds), _fmt(row["val_tss"])]
-        table.rows.append(cells)
-        table.classes.append("baseline" if row["kind"] == "baseline" else "")
+        table.add(cells, _kind_class(row))
     return [table, _Paragraph(
         "K-fold rotation: each fold in turn is the test set; the model is fitted, calibrated (if configured) and "
         "its threshold chosen on that fold's own training and validation parts (validation carved from the training "
@@ -206,9 +209,9 @@ def _intervals(df: pd.DataFrame) -> list:
                    for m in CI_METRICS.values()):
             continue
         name = str(row["name"]) + (" (pooled folds)" if prefix == "pooled_test_" else "")
-        table.rows.append([name, row["kind"], *(_interval(row, f"{prefix}{m}", f"{prefix}{m}_ci_low",
-                                                          f"{prefix}{m}_ci_high") for m in CI_METRICS.values())])
-        table.classes.append("baseline" if row["kind"] == "baseline" else "")
+        cells = [_interval(row, f"{prefix}{m}", f"{prefix}{m}_ci_low", f"{prefix}{m}_ci_high")
+                 for m in CI_METRICS.values()]
+        table.add([name, row["kind"], *cells], _kind_class(row))
     if not table.rows:
         return []
     levels = df["ci_level"].dropna().unique()
@@ -237,8 +240,7 @@ def _paired(comparisons: pd.DataFrame | None) -> list:
     for _, row in comparisons.iterrows():
         cells = [str(row["name"]), str(row["baseline"])]
         if isinstance(row.get("error"), str) and row["error"]:
-            table.rows.append(cells + [MISSING] * (2 * len(metrics)) + [f"not compared: {row['error']}"])
-            table.classes.append("")
+            table.add(cells + [MISSING] * (2 * len(metrics)) + [f"not compared: {row['error']}"])
             continue
         verdicts = []
         for m in metrics:
@@ -247,8 +249,7 @@ def _paired(comparisons: pd.DataFrame | None) -> list:
                       _fmt(row[f"{m}_p_first_better"], 2)]
             if not math.isnan(low):
                 verdicts.append(f"{PAIRED_HEADERS[m]} " + ("better" if low > 0 else "worse" if high < 0 else "no"))
-        table.rows.append(cells + ["; ".join(verdicts) or MISSING])
-        table.classes.append("")
+        table.add(cells + ["; ".join(verdicts) or MISSING])
     level = comparisons["level"].iloc[0] if "level" in comparisons.columns else 0.95
     return [table, _Paragraph(
         f"Paired bootstrap on the same test samples: each resample draws regions with replacement (samples, when "
@@ -266,10 +267,9 @@ def _thresholds(df: pd.DataFrame) -> list:
     table = _Table(["run", "kind", "threshold", "val TSS", "test TSS (the score)",
                     "test-optimal TSS (reference, not a score)", "test-optimal threshold (reference)"])
     for _, row in finished.iterrows():
-        table.rows.append([str(row["name"]), row["kind"], _threshold_text(row), _fmt(row["val_tss"]),
-                           _fmt(row["test_tss"]), _fmt(row.get("ref_test_optimal_tss", float("nan"))),
-                           _fmt(row.get("ref_test_optimal_threshold", float("nan")), 2)])
-        table.classes.append("baseline" if row["kind"] == "baseline" else "")
+        table.add([str(row["name"]), row["kind"], _threshold_text(row), _fmt(row["val_tss"]),
+                   _fmt(row["test_tss"]), _fmt(row.get("ref_test_optimal_tss", float("nan"))),
+                   _fmt(row.get("ref_test_optimal_threshold", float("nan")), 2)], _kind_class(row))
     return [table, _Paragraph(
         "The score is the test TSS at the threshold chosen on validation. The test-optimal TSS is what a threshold "
         "chosen on the test data itself would reach: an upper reference that shows how much the validation choice "
@@ -285,10 +285,9 @@ def _calibration(df: pd.DataFrame) -> list:
         table = _Table(["run", "kind", "calibration", "training reweighting", "test Brier before", "test Brier after",
                         "test BSS before", "test BSS after"])
         for _, row in calibrated.iterrows():
-            table.rows.append([str(row["name"]), row["kind"], row["calibration"] or "yes", row["reweighting"] or "none",
-                               _fmt(row.get("test_brier_uncalibrated", float("nan"))), _fmt(row["test_brier"]),
-                               _fmt(row.get("test_bss_uncalibrated", float("nan"))), _fmt(row["test_bss"])])
-            table.classes.append("baseline" if row["kind"] == "baseline" else "")
+            table.add([str(row["name"]), row["kind"], row["calibration"] or "yes", row["reweighting"] or "none",
+                       _fmt(row.get("test_brier_uncalibrated", float("nan"))), _fmt(row["test_brier"]),
+                       _fmt(row.get("test_bss_uncalibrated", float("nan"))), _fmt(row["test_bss"])], _kind_class(row))
         blocks += [table, _Paragraph(
             "Calibrators are fitted on the validation part only; 'before' scores the model's own probabilities, "
             "'after' the calibrated ones, on the test part. BSS is against the training event rate.")]
@@ -358,10 +357,9 @@ def _best_per_architecture(df: pd.DataFrame) -> _Table:
     candidates = _finished(df).dropna(subset=["val_tss"])
     for architecture, group in candidates.groupby("architecture", sort=False):
         row = group.loc[group["val_tss"].idxmax()]
-        table.rows.append([str(architecture) or MISSING, str(row["name"]), row["kind"], str(row["config"]) or MISSING,
-                           *(_fmt(row[c]) for c in ("val_tss", "test_tss", "test_hss2", "test_recall",
-                                                    "test_accuracy"))])
-        table.classes.append("baseline" if row["kind"] == "baseline" else "")
+        table.add([str(architecture) or MISSING, str(row["name"]), row["kind"], str(row["config"]) or MISSING,
+                   *(_fmt(row[c]) for c in ("val_tss", "test_tss", "test_hss2", "test_recall",
+                                            "test_accuracy"))], _kind_class(row))
     return table
 
 
@@ -426,9 +424,8 @@ def _failed_table(df: pd.DataFrame) -> _Table | None:
         return None
     table = _Table(["run", "architecture", "status", "config"])
     for _, row in failed.iterrows():
-        table.rows.append([str(row["name"]), str(row["architecture"]) or MISSING, row["status"],
-                           str(row["config"]) or MISSING])
-        table.classes.append("failed")
+        table.add([str(row["name"]), str(row["architecture"]) or MISSING, row["status"],
+                   str(row["config"]) or MISSING], "failed")
     return table
 
 

@@ -30,6 +30,11 @@ class Table:
     rows: list[list[str]] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)  # per row: "", "baseline" or "failed"
 
+    def add(self, cells: list[str], css_class: str = "") -> None:
+        """Append a row and its class together (the two lists stay aligned)."""
+        self.rows.append(cells)
+        self.classes.append(css_class)
+
 
 @dataclass
 class Paragraph:
