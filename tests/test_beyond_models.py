@@ -17,12 +17,7 @@ from flareseq.models.minirocket import KERNEL_POSITIONS, N_KERNELS, fit_dilation
 from flareseq.models.trellisnet import TrellisNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _x(batch=3, steps=10, features=3, seed=0, dtype=torch.float32):

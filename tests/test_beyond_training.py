@@ -15,12 +15,7 @@ from flareseq.forecaster import build_estimator
 from flareseq.training import BatchSampler, TrainSettings, make_optimizer, train_model, weighted_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _labels(n=200, n_pos=20):

@@ -15,14 +15,7 @@ from flareseq.errors import ConfigError, FlareseqError
 from flareseq.estimator import FlareClassifier
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny tensors gain nothing from threads, and under `pytest -n 2` on two shared cores
-    # two OpenMP pools per worker spin against each other (10x slower).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = {"hidden_size": 4, "dropout": 0.1, "recurrent_dropout": 0.1}

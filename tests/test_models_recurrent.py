@@ -8,14 +8,7 @@ import torch
 from flareseq.models.recurrent import KerasLSTM, _MaskedLSTMFunction, _to_ofig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny tensors gain nothing from threads, and under `pytest -n 2` on two shared cores
-    # two OpenMP pools per worker spin against each other (10x slower).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _reference(x, layer, in_mask, rec_mask):

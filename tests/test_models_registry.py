@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from torch import nn
 
 from flareseq.errors import ConfigError
 from flareseq.models import MODELS, ModelSpec, build_model, count_unique_parameters, register_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny tensors gain nothing from threads, and under `pytest -n 2` on two shared cores
-    # two OpenMP pools per worker spin against each other (10x slower).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # Unique parameters with 25 features. lstm and stacked-lstm are the study's Keras summaries
