@@ -280,6 +280,18 @@ static int parse_key(const char **pp, const char *end, const char **key, Py_ssiz
     return 0;
 }
 
+/* After an object member: ',' (1: another member follows) or '}' (0: the object ends),
+   each consumed with the whitespace before it; -1 for anything else. */
+static int after_member(const char **pp, const char *end) {
+    const char *p = *pp;
+    SKIP_WS(p, end);
+    if (p < end && (*p == ',' || *p == '}')) {
+        *pp = p + 1;
+        return *p == ',';
+    }
+    return -1;
+}
+
 static int key_is(const char *key, Py_ssize_t length, const char *word) {
     return (Py_ssize_t)strlen(word) == length && memcmp(key, word, (size_t)length) == 0;
 }
@@ -358,33 +370,23 @@ static int parse_values(const char **pp, const char *end, const Layout *L, float
                 *why = "a value that is not a plain number, NaN or null";
                 return -1;
             }
-            SKIP_WS(p, end);
-            if (p < end && *p == ',') {
-                p++;
-                continue;
+            int more = after_member(&p, end);
+            if (more < 0) {
+                *why = "malformed series";
+                return -1;
             }
-            if (p < end && *p == '}') {
-                p++;
-                break;
-            }
-            *why = "malformed series";
-            return -1;
+            if (!more) break;
         }
         if (n_steps != T) {
             *why = "a series with another number of time steps";
             return -1;
         }
-        SKIP_WS(p, end);
-        if (p < end && *p == ',') {
-            p++;
-            continue;
+        int more = after_member(&p, end);
+        if (more < 0) {
+            *why = "malformed 'values' object";
+            return -1;
         }
-        if (p < end && *p == '}') {
-            p++;
-            break;
-        }
-        *why = "malformed 'values' object";
-        return -1;
+        if (!more) break;
     }
     if (n_features != F) {
         *why = "missing parameters";
@@ -458,17 +460,12 @@ static int parse_line(const char **pp, const char *end, const Layout *L, Header 
                 return -1;
             }
         }
-        SKIP_WS(p, end);
-        if (p < end && *p == ',') {
-            p++;
-            continue;
+        int more = after_member(&p, end);
+        if (more < 0) {
+            *why = "malformed object";
+            return -1;
         }
-        if (p < end && *p == '}') {
-            p++;
-            break;
-        }
-        *why = "malformed object";
-        return -1;
+        if (!more) break;
     }
     SKIP_WS(p, end);
     if (p < end && *p != '\n') {
