@@ -286,6 +286,17 @@ static int run_split(Job *base, int n_threads, void *(*fn)(void *)) {
 
 #define PTR(x) ((float *)(uintptr_t)(x))
 
+/* run_split with the GIL released (the loop touches no Python object); None, or MemoryError
+   when a thread's scratch could not be allocated. */
+static PyObject *run_without_gil(Job *job, int n_threads, void *(*fn)(void *)) {
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = run_split(job, n_threads, fn);
+    Py_END_ALLOW_THREADS
+    if (status != 0) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(forward_doc,
              "forward(n_threads, B, T, H, gates, w_hh_t, mask, cells_prev, tanh_cells, hidden, masked)\n\n"
              "The masked LSTM's time loop; arguments after H are data pointers (int) of float32\n"
@@ -306,12 +317,7 @@ static PyObject *forward(PyObject *self, PyObject *args) {
     job.tanh_cells = PTR(tanh_cells);
     job.hidden = PTR(hidden);
     job.masked = PTR(masked);
-    int status;
-    Py_BEGIN_ALLOW_THREADS
-    status = run_split(&job, n_threads, run_forward);
-    Py_END_ALLOW_THREADS
-    if (status != 0) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return run_without_gil(&job, n_threads, run_forward);
 }
 
 PyDoc_STRVAR(backward_doc,
@@ -333,12 +339,7 @@ static PyObject *backward(PyObject *self, PyObject *args) {
     job.w_hh = PTR(w_hh);
     job.mask = PTR(mask);
     job.grad_gates = PTR(grad_gates);
-    int status;
-    Py_BEGIN_ALLOW_THREADS
-    status = run_split(&job, n_threads, run_backward);
-    Py_END_ALLOW_THREADS
-    if (status != 0) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return run_without_gil(&job, n_threads, run_backward);
 }
 
 static PyMethodDef methods[] = {
