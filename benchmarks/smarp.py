@@ -213,6 +213,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="check the machinery in seconds: 1 seed, 1 epoch, tiny models, a fifth of training")
     args = parser.parse_args(argv)
+    if args.cv and args.validation_folds:
+        parser.error("--cv rotates the test fold itself; it cannot be combined with --validation-folds")
 
     import torch
 
@@ -348,9 +350,10 @@ def main_rotation(args, runs, source, started: float) -> int:
                   f"{r.p_first_better:.3f}: {r.verdict()}")
         result["paired"] = {m: {"difference": r.difference, "low": r.low, "high": r.high,
                                 "p_model_better": r.p_first_better, "verdict": r.verdict()} for m, r in paired.items()}
-    result["models"] = {name: {k: e[k] for k in ("kind", "val_tss", "test_tss", "test_tss_sd", "test_hss2",
-                                                 "test_hss2_sd", "test_roc_auc", "test_roc_auc_sd", "test_pr_auc",
-                                                 "test_pr_auc_sd", "test_bss", "test_bss_sd", "test_tss_by_seed")}
+    result["models"] = {name: {**{k: e[k] for k in ("kind", "val_tss", "test_tss", "test_tss_sd", "test_hss2",
+                                                    "test_hss2_sd", "test_roc_auc", "test_roc_auc_sd", "test_pr_auc",
+                                                    "test_pr_auc_sd", "test_bss", "test_bss_sd")},
+                               "test_tss_by_fold": e["test_tss_by_seed"]}  # summarise() rows are folds here
                         for name, e in summary.items()}
     result["seconds"] = time.perf_counter() - started
     print("RESULT " + json.dumps(_jsonable(result)))

@@ -136,7 +136,7 @@ def test_cv_rotates_every_fold_through_the_test_set_and_pairs_the_best_two(table
     assert result["cv"] == N_FOLDS and result["n_windows"] == N_FOLDS * N_REGIONS * (N_ROWS - 16 + 1)
     assert list(result["models"]) == BASELINES + ["lstm"]
     for name, scores in result["models"].items():
-        assert len(scores["test_tss_by_seed"]) == N_FOLDS  # one score per test fold
+        assert len(scores["test_tss_by_fold"]) == N_FOLDS  # one score per test fold
         assert scores["test_tss_sd"] >= 0 and -1 <= scores["test_tss"] <= 1
     assert result["best_model"] == "lstm" and result["best_baseline"] in BASELINES
     assert set(result["paired"]) == {"tss", "hss2", "pr_auc"}
@@ -144,6 +144,8 @@ def test_cv_rotates_every_fold_through_the_test_set_and_pairs_the_best_two(table
         assert paired["low"] <= paired["high"] and -2 <= paired["difference"] <= 2
         assert 0 <= paired["p_model_better"] <= 1
     assert "paired bootstrap by region, lstm - " in text
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        smarp.main(["--data", str(tables), "--cv", "5", "--validation-folds", "0"])
 
 
 def test_the_experiment_file_is_the_benchmarks_protocol():
@@ -197,3 +199,18 @@ def test_quick_run_on_the_real_smarp_files(shared_data):
     # The keywords carry real signal: the summary-statistics baseline is far above chance.
     assert result["models"]["logistic-summary"]["val_tss"] > 0.6
     assert result["models"]["logistic-summary"]["test_tss"] > 0.3
+
+
+def test_settings_study_runs_each_variant_on_the_validation_folds(tables):
+    spec = importlib.util.spec_from_file_location("smarp_settings", REPO / "benchmarks" / "smarp_settings.py")
+    settings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(settings)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert settings.main(["--data", str(tables), "--quick", "--threads", "1", "--variants", "first", "chosen",
+                              "--validation-folds", "0", "2"]) == 0
+    result = json.loads(out.getvalue().strip().splitlines()[-1].removeprefix("RESULT "))
+    assert list(result["variants"]) == ["first", "chosen"]
+    assert result["overrides"] == {"first": ["training.class_weight=balanced", "prep.signed_log=true"], "chosen": []}
+    assert all(-1 <= v["lstm"]["val_tss"] <= 1 for v in result["variants"].values())
+    assert result["logistic_summary_val_tss"] is not None
