@@ -75,15 +75,19 @@ def ingest_tables(inputs: Sequence[str], args: argparse.Namespace, out: str | Pa
     from ..data.store import write_store
     from ..data.table import build_table_windows
 
+    from ..data.store import StoreWriter
+
     paths, spec = table_spec_from_args(args)
     inputs = list(inputs) or paths
     if not inputs:
         from ..errors import ConfigError
 
         raise ConfigError("no table files: give them as inputs or as paths = [...] in the --table-spec file.")
+    # refuse a bad --out before the tables are read (the same checks run again at the write)
+    StoreWriter(out, feature_names=(), n_timesteps=1, overwrite=overwrite, protect=inputs)
     result = build_table_windows(inputs, spec, progress=progress is not False)
     report = result.report
-    write_store(result.dataset, out, overwrite=overwrite, source={
+    write_store(result.dataset, out, overwrite=overwrite, protect=inputs, source={
         "path": ", ".join(str(p) for p in inputs), "format": "table", "n_records": report.n_candidates,
         "n_read": report.n_windows, "n_skipped": report.n_candidates - report.n_windows,
         "table_spec": spec.to_dict(), "window_report": report.to_dict(),

@@ -124,7 +124,8 @@ def ingest(
     workers : parallel workers for Kaggle files and large SWAN-SF folders (default: the
         usable cores, at most 8): threads running the compiled scanner, worker processes for
         the Python parsers (see the module's notes).
-    overwrite : replace an existing store at ``out`` (otherwise a :class:`StoreError`).
+    overwrite : replace an existing flareseq store at ``out`` (otherwise a :class:`StoreError`);
+        anything else at ``out``, or an ``out`` at or above an input, is refused.
     progress : tqdm bars on stderr; ``None`` shows them only on a terminal.
     chunk_bytes : bytes of Kaggle lines per parse task (memory per worker grows with it).
     engine : ``"local"`` (this machine's cores) or ``"spark"``: the same store written by
@@ -178,7 +179,7 @@ def ingest(
     pool = _Pool(workers, chunk_bytes)
     try:
         with StoreWriter(out, feature_names=feature_names, n_timesteps=steps, overwrite=overwrite,
-                         aux_types=aux_types) as writer:
+                         aux_types=aux_types, protect=paths) as writer:
             for path, fmt in zip(paths, formats):
                 writer.new_part()
                 if fmt == "kaggle":

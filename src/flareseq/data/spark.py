@@ -132,7 +132,8 @@ def ingest_spark(
     out = Path(out)
     # raises now if `out` exists, not after the Spark work
     writer = StoreWriter(out, feature_names=KAGGLE_PARAMETERS, n_timesteps=n_timesteps, overwrite=overwrite,
-                         engine="spark", aux_types=aux_types)
+                         engine="spark", aux_types=aux_types,
+                         protect=[p for p in paths if "://" not in str(p)])
     staging = (Path(staging_dir) if staging_dir is not None else out.parent) / \
         f".{out.name}.spark-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()

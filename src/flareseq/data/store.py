@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
@@ -120,17 +119,27 @@ class StoreWriter:
     Use as a context manager: samples go in with :meth:`write` (in store order), sources are
     described with :meth:`add_source`, and leaving the block without an exception writes
     the manifest and renames the store into place; an exception removes everything.
+
+    ``overwrite`` replaces only a complete flareseq store that holds nothing but a store's own
+    files (:func:`check_replaceable`); ``protect`` lists the inputs: the store is never written
+    at or above one of them. Partial stores of killed writers beside ``path`` are cleaned up,
+    and a store moved aside by a killed overwrite is put back (:func:`recover_leftovers`).
     """
 
     def __init__(self, path: str | PathLike[str], *, feature_names: Sequence[str], n_timesteps: int,
                  overwrite: bool = False, row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
-                 part_rows: int = DEFAULT_PART_ROWS, engine: str = "python", aux_types: dict | None = None) -> None:
+                 part_rows: int = DEFAULT_PART_ROWS, engine: str = "python", aux_types: dict | None = None,
+                 protect: Sequence[str | PathLike[str]] = ()) -> None:
         self.path = Path(path)
-        if self.path.exists() and not overwrite:
-            raise StoreError(
-                f"{self.path} already exists; expected a new store path. "
-                "Choose another --out, or pass overwrite=True (CLI: --overwrite) to replace it."
-            )
+        for source in protect:
+            check_not_inside(self.path, Path(source))
+        if self.path.exists() or self.path.is_symlink():
+            if not overwrite:
+                raise StoreError(
+                    f"{self.path} already exists; expected a new store path. "
+                    "Choose another --out, or pass overwrite=True (CLI: --overwrite) to replace it."
+                )
+            check_replaceable(self.path)
         self.feature_names = tuple(feature_names)
         self.n_timesteps = int(n_timesteps)
         self.overwrite = overwrite
@@ -156,14 +165,21 @@ class StoreWriter:
 
     def __enter__(self) -> StoreWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        recover_leftovers(self.path)
         self.tmp.mkdir()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
+        if exc_type is not None:
             self.abort()
+            return
+        try:
+            self.close()
+        except BaseException:
+            # e.g. disk full while the last part or the manifest is written: the partial
+            # store must not stay behind, hidden, keeping the disk full
+            self.abort()
+            raise
 
     # -- samples ---------------------------------------------------------------------
     def write(self, dataset: FlareDataset) -> None:
@@ -281,29 +297,133 @@ class StoreWriter:
         }
         (self.tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         old = None
-        if self.path.exists():  # overwrite: move the old store aside, then drop it
+        if self.path.exists():  # overwrite: move the old store aside, then remove what it holds
+            check_replaceable(self.path)  # again: it may have changed since __init__
             old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
             self.path.rename(old)
         self.tmp.rename(self.path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
         self._closed = True
+        if old is not None:
+            remove_store_files(old)
         return manifest
 
     def abort(self) -> None:
         self._pending = []
         try:
             self._close_part()
+        except Exception:  # noqa: BLE001 - a failing writer (disk full) must not keep its files
+            pass
         finally:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            if self.tmp.is_dir() and not self._closed:
+                remove_store_files(self.tmp)
             self._closed = True
 
 
+# -- what may be replaced or removed -------------------------------------------------------
+_STORE_FILE_NAMES = (MANIFEST_NAME, SKIPPED_NAME)
+_TMP_MARKERS = (".tmp-", ".old-")
+
+
+def _is_store_file(name: str) -> bool:
+    return name in _STORE_FILE_NAMES or (name.startswith("part-") and name.endswith(".parquet"))
+
+
+def check_replaceable(path: Path) -> None:
+    """Raise unless ``path`` is a complete flareseq store holding only a store's own files.
+
+    ``--overwrite`` replaces a store; it must never delete a user's folder, a plain file or
+    a store someone added their own files to.
+    """
+    if path.is_symlink() or not path.is_dir():
+        what = "a symbolic link" if path.is_symlink() else "a file"
+        raise StoreError(f"{path} is {what}, not a flareseq store; --overwrite replaces only a store. "
+                         "Choose another --out.")
+    try:
+        manifest = json.loads((path / MANIFEST_NAME).read_text())
+        is_store = isinstance(manifest, dict) and manifest.get("format") == "flareseq-store"
+    except (OSError, ValueError):
+        is_store = False
+    if not is_store:
+        raise StoreError(f"{path} exists and is not a flareseq store (no {MANIFEST_NAME} of format "
+                         "'flareseq-store'); --overwrite replaces only a store, never other folders. "
+                         "Choose another --out.")
+    foreign = sorted(p.name for p in path.iterdir() if p.is_symlink() or not p.is_file()
+                     or not _is_store_file(p.name))
+    if foreign:
+        raise StoreError(f"{path} is a flareseq store but also holds {foreign[:5]}"
+                         f"{' ...' if len(foreign) > 5 else ''}, which flareseq did not write; --overwrite "
+                         "would delete them. Move them out of the store, or choose another --out.")
+
+
+def check_not_inside(out: Path, source: Path) -> None:
+    """Refuse to write a store at or above one of its own inputs (replacing it would delete it)."""
+    out_abs, source_abs = out.resolve(), source.resolve()
+    if out_abs == source_abs or out_abs in source_abs.parents:
+        raise StoreError(f"--out {out} is {'the input' if out_abs == source_abs else 'a folder holding the input'} "
+                         f"{source}; a store is never written over its own input. Choose another --out.")
+
+
+def remove_store_files(folder: Path) -> None:
+    """Delete the files a store writer made in ``folder``, then ``folder`` if it is empty.
+
+    Only a store's own file names are removed (never ``rmtree``): anything else found there
+    stays, and so does the folder.
+    """
+    for entry in folder.iterdir():
+        if not entry.is_symlink() and entry.is_file() and _is_store_file(entry.name):
+            entry.unlink()
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def recover_leftovers(path: Path) -> list[str]:
+    """Deal with what killed ingests left beside ``path``; returns what was done.
+
+    ``.NAME.old-*`` is a store moved aside by an overwrite that was killed before the new one
+    took its place: put back when ``path`` is missing, else removed. ``.NAME.tmp-PID-*`` is a
+    partial store of a writer that is no longer running: removed (a live writer's is left).
+    """
+    done = []
+    for entry in sorted(path.parent.glob(f".{path.name}.*")):
+        marker = entry.name[len(path.name) + 1:]
+        if entry.is_symlink() or not entry.is_dir() or not marker.startswith(_TMP_MARKERS):
+            continue
+        if marker.startswith(".old-"):
+            if not path.exists() and (entry / MANIFEST_NAME).is_file():
+                entry.rename(path)
+                done.append(f"restored {path} from {entry.name}")
+            else:
+                remove_store_files(entry)
+                done.append(f"removed {entry.name}")
+        else:
+            pid = marker.split("-")[1] if marker.count("-") >= 2 else ""
+            if pid.isdigit() and _process_alive(int(pid)):
+                continue
+            remove_store_files(entry)
+            done.append(f"removed {entry.name}")
+    return done
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_store(dataset: FlareDataset, path: str | PathLike[str], *, overwrite: bool = False,
-                source: dict | None = None) -> dict:
-    """Write one in-memory dataset as a store; returns the manifest."""
+                source: dict | None = None, protect: Sequence[str | PathLike[str]] = ()) -> dict:
+    """Write one in-memory dataset as a store; returns the manifest. ``protect``: the inputs
+    the dataset was read from (the store may not be written at or above them)."""
     with StoreWriter(path, feature_names=dataset.feature_names, n_timesteps=dataset.n_timesteps,
-                     overwrite=overwrite) as writer:
+                     overwrite=overwrite, protect=protect) as writer:
         writer.write(dataset)
         writer.add_source(source or {"path": "<memory>", "format": "dataset", "n_records": dataset.n_samples,
                                      "n_read": dataset.n_samples, "n_skipped": 0})
