@@ -74,9 +74,9 @@ def plan_runs(runs, imbalance_models, with_baselines: bool):
 
 
 def evaluate(plan, source, seed: int, echo) -> list[dict]:
-    from flareseq.experiments import fit_and_score
+    from flareseq.experiments.rundata import prepare_run_data
+    from flareseq.experiments.single import fit_and_score
     from flareseq.models import count_unique_parameters
-    from flareseq.pipeline import prepare_run_data
 
     rows, prepared = [], {}
     for label, kind, config in plan:
@@ -153,9 +153,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from flareseq.grid import load_experiment
+    from flareseq.experiments.grid import load_experiment
+    from flareseq.experiments.rundata import load_source
     from flareseq.models import get_model_spec
-    from flareseq.pipeline import load_source
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()

@@ -14,7 +14,7 @@ Stages, each timed, each in a child process whose whole process tree's RSS is sa
    ``flareseq ingest`` runs it: MB/s over the JSON bytes, CPU seconds, peak RSS.
 2. **train**: the user's path for one run, ``lstm`` (the study's basic LSTM, dropout and
    recurrent dropout 0.2) trained for one epoch on **all** of fold 1 with fold 2 as
-   validation: ``flareseq.pipeline.load_source`` (the whole store), ``prepare_run_data``
+   validation: ``flareseq.experiments.rundata.load_source`` (the whole store), ``prepare_run_data``
    (split by fold, missing values fitted on fold 1), ``forecaster.build_estimator`` and
    ``fit`` (z-score fitted on fold 1, one epoch of RMSprop at batch 128, validation
    predictions, threshold chosen on fold 2). The training history gives the epoch's
@@ -95,9 +95,9 @@ _TRAIN = r"""
 import json, os, sys, time
 if __name__ == "__main__":
     store, threads = sys.argv[1], int(sys.argv[2])
-    from flareseq.config import RunConfig
-    from flareseq.forecaster import build_estimator
-    from flareseq.pipeline import load_source, prepare_run_data
+    from flareseq.experiments.config import RunConfig
+    from flareseq.experiments.single import build_estimator
+    from flareseq.experiments.rundata import load_source, prepare_run_data
     config = RunConfig().with_overrides({"data.path": store, "model.name": "lstm", "training.epochs": 1,
                                          "training.n_threads": threads})
     c0 = os.times(); t0 = time.perf_counter()
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO / "src"))
-    from flareseq.data.ingest import default_workers
+    from flareseq.data.ingest_report import default_workers
 
     cores = default_workers()
     workers, threads = args.workers or cores, args.threads or cores

@@ -18,7 +18,7 @@ What it measures, all on the same synthetic Kaggle-layout file in the same run:
   ``--starter-mb`` MB of the file (whole lines) in one process. It is ~40x slower, so its
   time for the whole file is **extrapolated** linearly from the slice (parsing cost is
   linear in lines; the figure says so).
-* **Spark** (hook): when ``flareseq.data.spark`` provides an ingest function (see
+* **Spark** (hook): when ``flareseq.data.spark.ingest`` provides an ingest function (see
   :func:`measure_spark`), PySpark local mode on the whole file; until then the column
   is ``null`` and the output says why.
 * **store read**: ``read_store`` of the result into a FlareDataset, against reading the
@@ -202,7 +202,7 @@ def measure_starter(path: Path, slice_mb: float, file_bytes: int) -> dict:
 
 
 def measure_spark(path: Path, store: Path) -> tuple[dict | None, str]:
-    """HOOK for the Spark engine (``flareseq.data.spark``, written separately).
+    """HOOK for the Spark engine (``flareseq.data.spark.ingest``, written separately).
 
     When that module provides ``ingest_spark(inputs, out, **options)`` returning an object or
     dict with the store's manifest, this times it on the same file (PySpark local mode, its
@@ -211,12 +211,12 @@ def measure_spark(path: Path, store: Path) -> tuple[dict | None, str]:
     flareseq's (the two engines write the same store).
     """
     try:
-        from flareseq.data import spark
+        from flareseq.data.spark import ingest as spark
     except ImportError as exc:
-        return None, f"flareseq.data.spark is not available ({exc})"
+        return None, f"flareseq.data.spark.ingest is not available ({exc})"
     run = getattr(spark, "ingest_spark", None)
     if run is None:
-        return None, "flareseq.data.spark has no ingest_spark(inputs, out) yet"
+        return None, "flareseq.data.spark.ingest has no ingest_spark(inputs, out) yet"
     try:
         started = time.perf_counter()
         result = run([str(path)], str(store), overwrite=True, progress=False)
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO / "src"))
-    from flareseq.data.ingest import default_workers
+    from flareseq.data.ingest_report import default_workers
 
     workers = args.workers or default_workers()
     args.data_dir.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,6 @@ import json
 import sys
 import time
 
-import numpy as np
-
 MODEL_NAMES = ("lstm", "stacked-lstm", "embed-lstm", "tied-stacked-lstm", "embed-stacked-lstm",
                "embed-tied-stacked-lstm")
 
@@ -45,11 +43,12 @@ def main(argv=None) -> int:
 
     import torch
 
-    from flareseq.baselines import BASELINES, make_baseline
     from flareseq.data.synthetic import synthetic_dataset
-    from flareseq.estimator import FlareClassifier
     from flareseq.models import count_unique_parameters
-    from flareseq.prep import MissingValues, Scaler
+    from flareseq.prep.missing import MissingValues
+    from flareseq.prep.scaling import Scaler
+    from flareseq.training.baselines import BASELINES, make_baseline
+    from flareseq.training.estimator import FlareClassifier
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

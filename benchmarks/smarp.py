@@ -11,7 +11,7 @@ Protocol, the same as ``flareseq experiments experiments/smarp.toml`` (whose set
 script reads; ``--set section.key=value`` overrides them), without MLflow:
 
 - Windows: the last 16 rows (24 h at 96-min cadence) of AREA, USFLUX, MEANGBZ, R_VALUE of
-  one active region ending at each labelled row, gap-free (``flareseq.data.table``). The
+  one active region ending at each labelled row, gap-free (``flareseq.data.tables.windows``). The
   label is that row's: an M/X flare from the region within 24 h.
 - Split: folds 0-3 train, fold 4 tests (the files are region-disjoint folds); validation is
   carved by region from the training regions (about 20 % of their windows, stratified so it
@@ -62,7 +62,7 @@ def data_pattern(data: str) -> str:
 
 def load_runs(config: str | Path, overrides: Sequence[str] = (), models: Sequence[str] | None = None):
     """The model runs of the experiment file, ``overrides`` applied, kept to ``models``."""
-    from flareseq.grid import load_experiment
+    from flareseq.experiments.grid import load_experiment
 
     runs = list(load_experiment(config, overrides=overrides).runs)
     if models:
@@ -97,9 +97,9 @@ def evaluate_split(runs, source, split: dict, *, seed: int, with_baselines: bool
 
     Parameters
     ----------
-    runs : the experiment's :class:`~flareseq.config.RunConfig` s (one per model).
-    source : the loaded windows (:func:`flareseq.pipeline.load_source`), shared by all splits.
-    split : options of :func:`flareseq.splits.split_from_config` for this split.
+    runs : the experiment's :class:`~flareseq.experiments.config.RunConfig` s (one per model).
+    source : the loaded windows (:func:`flareseq.experiments.rundata.load_source`), shared by all splits.
+    split : options of :func:`flareseq.prep.splits.split_from_config` for this split.
     seed : seeds the models' weights, dropout and batch order (and the gradient boosting).
     tiny_models : build every model with its registry ``test_params`` (``--quick``).
 
@@ -109,9 +109,9 @@ def evaluate_split(runs, source, split: dict, *, seed: int, with_baselines: bool
         and ``val_<score>``, ``test_<score>`` for the scores of :data:`SCORE_KEYS`.
     facts : the prepared data's sizes and positives (``n_train``, ``n_test_positive``, ...).
     """
-    from flareseq.experiments import fit_and_score
+    from flareseq.experiments.rundata import prepare_run_data
+    from flareseq.experiments.single import fit_and_score
     from flareseq.models import count_unique_parameters, get_model_spec
-    from flareseq.pipeline import prepare_run_data
 
     echo = echo or (lambda line: None)
     configs = [r.with_overrides({"data.split": split, "training.random_state": seed}) for r in runs]
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu (default, deterministic) or cuda")
     parser.add_argument("--cv", type=int, metavar="K",
-                        help="K-fold rotation over the fold files instead of seeds (flareseq.rotation): each fold "
+                        help="K-fold rotation over the fold files instead of seeds (flareseq.experiments.rotation): each fold "
                              "tests once, validation carved from the others' regions; mean and sd over folds, and "
                              "the paired bootstrap (by region) of the best sequence model against the best baseline")
     parser.add_argument("--quick", action="store_true",
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from flareseq.pipeline import load_source
+    from flareseq.experiments.rundata import load_source
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -301,9 +301,9 @@ def main_rotation(args, runs, source, started: float) -> int:
     """``--cv K``: every model and baseline over the same K folds; the table of means and
     standard deviations over folds; the paired comparison of the best sequence model with the
     best baseline (chosen on mean validation TSS) on their pooled out-of-fold forecasts."""
+    from flareseq.evaluation.verification import compare_predictions
+    from flareseq.experiments.rotation import cross_validate
     from flareseq.models import get_model_spec
-    from flareseq.rotation import cross_validate
-    from flareseq.verification import compare_predictions
 
     configs = [r.with_overrides({"training.random_state": args.seed}) for r in runs]
     plan = []

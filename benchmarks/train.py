@@ -7,7 +7,7 @@ For each registered LSTM architecture and two settings, the study's (dropout 0.2
 dropout 0.2: the time loop in C, ``flareseq._lstm``, or a Python loop without the build) and
 without recurrent dropout (torch's fused kernel), it measures:
 
-* training samples/s: one epoch of flareseq's real loop (`flareseq.training.train_model`,
+* training samples/s: one epoch of flareseq's real loop (`flareseq.training.loop.train_model`,
   RMSprop, BCE, per-epoch metrics) over `--batches` batches of random data, against
   `model.fit` of the same architecture in Keras 3 on TensorFlow (RMSprop, binary
   cross-entropy, accuracy and recall metrics as the study compiled it), same data, batch,
@@ -109,7 +109,7 @@ class TorchRunner:
         import torch
 
         from flareseq.models import build_model
-        from flareseq.training import TrainSettings, train_model
+        from flareseq.training.loop import TrainSettings, train_model
 
         torch.manual_seed(0)
         self.model = build_model(name, self.X.shape[2], {"recurrent_dropout": recurrent_dropout})
@@ -119,7 +119,7 @@ class TorchRunner:
         self.repeat = 0
 
     def train(self) -> tuple[float, float]:
-        from flareseq.training import train_model
+        from flareseq.training.loop import train_model
 
         self.repeat += 1
         h = train_model(self.model, self.X, self.y, settings=self.settings, random_state=self.repeat,
@@ -127,7 +127,7 @@ class TorchRunner:
         return len(self.X) / h["seconds"][0], h["data_seconds"][0] / h["seconds"][0]
 
     def infer(self) -> float:
-        from flareseq.training import predict_logits
+        from flareseq.training.loop import predict_logits
 
         t = time.perf_counter()
         predict_logits(self.model, self.X, batch_size=self.args.batch_size)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from flareseq import metrics
-from flareseq.baselines import (
+from flareseq.errors import ConfigError, FlareseqError
+from flareseq.evaluation import metrics
+from flareseq.training.baselines import (
     BASELINES,
     SUMMARY_STATISTICS,
     SummaryGradientBoosting,
@@ -16,7 +17,6 @@ from flareseq.baselines import (
     summary_feature_names,
     summary_statistics,
 )
-from flareseq.errors import ConfigError, FlareseqError
 
 
 def _trend_data(n=300, seed=0):

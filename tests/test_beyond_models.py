@@ -10,12 +10,16 @@ import torch
 from torch.nn import functional as F
 
 from flareseq.errors import ConfigError
-from flareseq.estimator import FlareClassifier
 from flareseq.models import MODELS, build_model, count_unique_parameters
 from flareseq.models.inception import InceptionModule, Shortcut
-from flareseq.models.minirocket import KERNEL_POSITIONS, N_KERNELS, fit_dilations, quantile_sequence
+from flareseq.models.minirocket import (
+    KERNEL_POSITIONS,
+    N_KERNELS,
+    fit_dilations,
+    quantile_sequence,
+)
 from flareseq.models.trellisnet import TrellisNet
-
+from flareseq.training.estimator import FlareClassifier
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

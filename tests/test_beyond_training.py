@@ -8,12 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from flareseq.config import RunConfig
 from flareseq.errors import ConfigError, FlareseqError
-from flareseq.estimator import FlareClassifier
-from flareseq.forecaster import build_estimator
-from flareseq.training import BatchSampler, TrainSettings, make_optimizer, train_model, weighted_loss
-
+from flareseq.experiments.config import RunConfig
+from flareseq.experiments.single import build_estimator
+from flareseq.training.estimator import FlareClassifier
+from flareseq.training.loop import (
+    BatchSampler,
+    TrainSettings,
+    make_optimizer,
+    train_model,
+    weighted_loss,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,4 +1,4 @@
-"""Platt and isotonic calibration fitted on validation, saved as JSON (flareseq.calibration)."""
+"""Platt and isotonic calibration fitted on validation, saved as JSON (flareseq.evaluation.calibration)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from flareseq import metrics
-from flareseq.calibration import (
+from flareseq.errors import ConfigError, FlareseqError
+from flareseq.evaluation import metrics
+from flareseq.evaluation.calibration import (
     IsotonicCalibrator,
     PlattCalibrator,
     calibrator_from_dict,
@@ -16,7 +17,6 @@ from flareseq.calibration import (
     load_calibrator,
     save_calibrator,
 )
-from flareseq.errors import ConfigError, FlareseqError
 
 
 def inflated(n, seed):

@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flareseq.data.catalogue import (
+from flareseq.data.dataset import FlareDataset, empty_meta
+from flareseq.data.schema import UNLABELLED
+from flareseq.data.tables.catalogue import (
     NO_FLARE,
     catalogue_labels,
     flux_to_goes_class,
@@ -20,9 +22,7 @@ from flareseq.data.catalogue import (
     label_from_catalogue,
     read_catalogue,
 )
-from flareseq.dataset import FlareDataset, empty_meta
 from flareseq.errors import ConfigError, DataFormatError
-from flareseq.schema import UNLABELLED
 
 END = pd.Timestamp("2011-02-14T12:00:00")
 

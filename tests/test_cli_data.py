@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from flareseq.cli import main
-from flareseq.prep import SUMMARY_KEYS
+from flareseq.data.summary import SUMMARY_KEYS
 
 
 def test_synth_ingest_summary(tmp_path, capsys):

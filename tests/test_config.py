@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from flareseq.config import RunConfig, parse_override, valid_keys
 from flareseq.errors import ConfigError
+from flareseq.experiments.config import RunConfig, parse_override, valid_keys
 
 
 def test_defaults_file_and_overrides_compose(tmp_path):

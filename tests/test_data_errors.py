@@ -13,9 +13,8 @@ from flareseq.cli import main
 from flareseq.data import load_dataset
 from flareseq.data.ingest import ingest
 from flareseq.data.skips import SkipLog
-from flareseq.data.synthetic import write_synthetic_kaggle
 from flareseq.data.swansf import write_swansf
-from flareseq.data.synthetic import synthetic_dataset
+from flareseq.data.synthetic import synthetic_dataset, write_synthetic_kaggle
 from flareseq.errors import DataFormatError, FlareseqError, UnsupportedInputError
 
 

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flareseq.data.kaggle import parse_kaggle_chunk, parse_kaggle_line, read_kaggle
+from flareseq.data.schema import KAGGLE_PARAMETERS, UNLABELLED
 from flareseq.data.synthetic import synthetic_dataset, write_synthetic_kaggle
-from flareseq.schema import KAGGLE_PARAMETERS, UNLABELLED
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from flareseq.data.dataset import concat_datasets
+from flareseq.data.schema import STORE_SCHEMA_VERSION
 from flareseq.data.store import (
     StoreWriter,
     content_hash,
@@ -16,9 +18,7 @@ from flareseq.data.store import (
     write_store,
 )
 from flareseq.data.synthetic import synthetic_dataset
-from flareseq.dataset import concat_datasets
 from flareseq.errors import StoreError
-from flareseq.schema import STORE_SCHEMA_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_canonical_record_layout_by_hand():
     """One sample hashed by hand from the documented recipe."""
     import hashlib
 
-    from flareseq.dataset import FlareDataset, empty_meta
+    from flareseq.data.dataset import FlareDataset, empty_meta
 
     X = np.array([[[1.5, np.nan], [-0.0, 2.0]]], dtype=np.float32)  # (1, T=2, F=2)
     dataset = FlareDataset(X=X, y=np.array([-1], np.int8), ids=np.array(["é7"]), feature_names=("a", "b"),

@@ -11,9 +11,14 @@ import pytest
 
 from flareseq.data import load_dataset
 from flareseq.data.kaggle import read_kaggle
-from flareseq.data.swansf import format_sample_name, parse_sample_name, read_swansf, write_swansf
+from flareseq.data.schema import KAGGLE_PARAMETERS
+from flareseq.data.swansf import (
+    format_sample_name,
+    parse_sample_name,
+    read_swansf,
+    write_swansf,
+)
 from flareseq.data.synthetic import synthetic_dataset
-from flareseq.schema import KAGGLE_PARAMETERS
 
 
 def test_name_parsing_and_formatting_agree():

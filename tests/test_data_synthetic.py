@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from flareseq.data.schema import KAGGLE_PARAMETERS
 from flareseq.data.synthetic import BLOCK_SIZE, synthetic_dataset
-from flareseq.schema import KAGGLE_PARAMETERS
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from flareseq.dataset import FlareDataset, concat_datasets, empty_meta
+from flareseq.data.dataset import FlareDataset, concat_datasets, empty_meta
 from flareseq.errors import FlareseqError
 
 

@@ -11,7 +11,7 @@ import pytest
 from test_download_server import file_server  # noqa: F401  (fixture)
 
 from flareseq.cli import main
-from flareseq.data.dataverse import (
+from flareseq.data.download.dataverse import (
     DATAVERSE_URL_ENV,
     DEFAULT_DATAVERSE_URL,
     MARKER_DIR,
@@ -24,7 +24,7 @@ from flareseq.data.dataverse import (
     resolve_base_url,
     select_partition_files,
 )
-from flareseq.data.download_http import Checksum
+from flareseq.data.download.http import Checksum
 from flareseq.errors import ConfigError, DataFormatError, DownloadError, FlareseqWarning
 
 FAST = dict(retries=2, backoff=0.01, timeout=5, progress=False)

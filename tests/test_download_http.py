@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 from test_download_server import file_server  # noqa: F401  (fixture)
 
-from flareseq.data.download_http import Checksum, download_file, file_checksum, safe_member_target
+from flareseq.data.download.http import (
+    Checksum,
+    download_file,
+    file_checksum,
+    safe_member_target,
+)
 from flareseq.errors import DataFormatError, DownloadError
 
 # Fast retries: the tests exercise the retry path, not the waiting.

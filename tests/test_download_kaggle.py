@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from flareseq.data.download_kaggle import (
+from flareseq.data.download.kaggle import (
     KAGGLE_COMPETITION,
     KAGGLE_FILES,
     check_kaggle_files,
@@ -192,7 +192,7 @@ def test_cli_without_credentials_explains_and_never_imports_the_client(tmp_path)
 )
 def test_client_http_errors_become_messages_with_the_fix(status, match):
     requests = pytest.importorskip("requests")  # the Kaggle client's HTTP library
-    from flareseq.data.download_kaggle import _client_error
+    from flareseq.data.download.kaggle import _client_error
 
     response = requests.Response()
     response.status_code, response.url, response.reason = status, "https://api.kaggle.com/v1/x", "Server Error"

@@ -10,10 +10,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from flareseq.dataset import FlareDataset, empty_meta
+from flareseq.data.dataset import FlareDataset, empty_meta
 from flareseq.errors import ConfigError, FlareseqError
-from flareseq.estimator import FlareClassifier
-
+from flareseq.training.estimator import FlareClassifier
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -147,7 +146,7 @@ def test_history_is_a_table():
 
 
 def test_nan_check_reports_position_across_chunks():
-    from flareseq.estimator import check_X
+    from flareseq.training.estimator import check_X
 
     X = np.zeros((9000, 2, 2), dtype=np.float32)
     X[8500, 1, 0] = np.nan

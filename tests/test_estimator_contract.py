@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from flareseq import metrics
-from flareseq.baselines import BASELINES, load_baseline
 from flareseq.errors import FlareseqError, NotFittedError
-from flareseq.estimator import FlareClassifier
-
+from flareseq.evaluation import metrics
+from flareseq.training.baselines import BASELINES, load_baseline
+from flareseq.training.estimator import FlareClassifier
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

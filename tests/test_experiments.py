@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 
 from flareseq.cli import main
-from flareseq.config import RunConfig
-from flareseq.experiments import run_experiment, run_single, runs_frame
-from flareseq.grid import expand_grid
-from flareseq.tracking import resolve_tracking_uri
+from flareseq.experiments.config import RunConfig
+from flareseq.experiments.grid import expand_grid
+from flareseq.experiments.runner import run_experiment
+from flareseq.experiments.single import run_single
+from flareseq.experiments.tracking import resolve_tracking_uri, runs_frame
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -79,7 +80,7 @@ def test_pyfunc_model_predicts_raw_samples_with_its_calibration(finished_grid):
 def saved_forecaster(run_id):
     from pathlib import Path
 
-    from flareseq.forecaster import Forecaster
+    from flareseq.training.forecaster import Forecaster
 
     local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model"))
     return Forecaster.load(next(local.rglob("forecaster.json")).parent)
@@ -206,7 +207,7 @@ def test_cli_train_names_the_run_after_the_model_chosen_by_set(tmp_path, capsys)
     import mlflow
 
     from flareseq.cli import main
-    from flareseq.tracking import use_tracking_uri
+    from flareseq.experiments.tracking import use_tracking_uri
 
     sets = ["model.name=logistic-summary", "data.synthetic_samples=300", "tracking.log_model=false",
             "tracking.plots=false", "verification.n_bootstrap=20", f'tracking.output_dir="{tmp_path}"']

@@ -1,7 +1,7 @@
 import pytest
 
 from flareseq.errors import ConfigError
-from flareseq.grid import expand_grid, load_experiment
+from flareseq.experiments.grid import expand_grid, load_experiment
 
 
 def test_crossed_and_zipped_axes(tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from flareseq.data.leakage import DEFAULT_LEAKY_FEATURES, check_features
 from flareseq.errors import ConfigError, FlareseqWarning, LeakageError
-from flareseq.leakage import DEFAULT_LEAKY_FEATURES, check_features
 
 
 def test_defaults_are_the_smarp_label_sources():

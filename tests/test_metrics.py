@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from flareseq import metrics as m
 from flareseq.errors import ConfigError, FlareseqError
+from flareseq.evaluation import metrics as m
 
 labels = st.lists(st.integers(0, 1), min_size=1, max_size=60)
 

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from flareseq.errors import FlareseqError
-from flareseq.estimator import FlareClassifier
 from flareseq.models import MODELS, count_unique_parameters
-
+from flareseq.training.estimator import FlareClassifier
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

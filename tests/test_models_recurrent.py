@@ -7,7 +7,6 @@ import torch
 
 from flareseq.models.recurrent import KerasLSTM, _MaskedLSTMFunction, _to_ofig
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

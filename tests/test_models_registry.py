@@ -6,8 +6,13 @@ import pytest
 from torch import nn
 
 from flareseq.errors import ConfigError
-from flareseq.models import MODELS, ModelSpec, build_model, count_unique_parameters, register_model
-
+from flareseq.models import (
+    MODELS,
+    ModelSpec,
+    build_model,
+    count_unique_parameters,
+    register_model,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flareseq import plots
+from flareseq.reporting import plots
 
 matplotlib = pytest.importorskip("matplotlib")
 
@@ -43,7 +43,7 @@ def test_import_does_not_load_matplotlib_or_pyplot():
     # plots imports matplotlib inside functions; pyplot must never be needed.
     import subprocess
 
-    code = "import flareseq.plots, sys; print('matplotlib' in sys.modules)"
+    code = "import flareseq.reporting.plots, sys; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

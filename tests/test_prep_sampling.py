@@ -7,19 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flareseq.data.dataset import FlareDataset, empty_meta
+from flareseq.data.sampling import sample_folds, sample_fraction
+from flareseq.data.summary import SUMMARY_KEYS, pcc, pcc_125, summarize
 from flareseq.data.synthetic import synthetic_dataset
-from flareseq.dataset import FlareDataset, empty_meta
 from flareseq.errors import ConfigError, NotFittedError
-from flareseq.prep import (
-    SUMMARY_KEYS,
-    MissingValues,
-    interpolate_in_time,
-    pcc,
-    pcc_125,
-    sample_folds,
-    sample_fraction,
-    summarize,
-)
+from flareseq.prep.missing import MissingValues, interpolate_in_time
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from flareseq.errors import NotFittedError
-from flareseq.prep import Scaler
+from flareseq.prep.scaling import Scaler
 
 
 def test_scaler_uses_training_statistics_and_round_trips(tmp_path):

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flareseq import report
-from flareseq.report import build_report, runs_table_markdown
+from flareseq.reporting import report
+from flareseq.reporting.report import build_report, runs_table_markdown
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -43,7 +43,7 @@ def runs():
 @pytest.fixture
 def figures(tmp_path):
     pytest.importorskip("matplotlib")
-    from flareseq import plots
+    from flareseq.reporting import plots
 
     paths = []
     for i, counts in enumerate([(10, 2), (5, 5)]):

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flareseq.config import DataConfig, RunConfig
 from flareseq.data import synthetic_dataset
 from flareseq.errors import ConfigError
-from flareseq.experiments import ROLE_TAG, run_experiment, runs_frame
-from flareseq.grid import expand_grid
-from flareseq.pipeline import DataCache, prepare_run_data, rotation_splits
-from flareseq.tracking import resolve_tracking_uri
+from flareseq.experiments.config import DataConfig, RunConfig
+from flareseq.experiments.grid import expand_grid
+from flareseq.experiments.rundata import DataCache, prepare_run_data, rotation_splits
+from flareseq.experiments.runner import run_experiment
+from flareseq.experiments.tracking import ROLE_TAG, resolve_tracking_uri, runs_frame
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -176,7 +176,7 @@ def test_a_failing_fold_fails_its_parent_and_the_grid_goes_on(rotated):
 
 
 def test_run_single_rotates_without_tracking():
-    from flareseq.experiments import run_single
+    from flareseq.experiments.runner import run as run_single
 
     config = RunConfig.from_dict({**SMALL, "model": {"name": "climatology"}})
     result = run_single(config, progress=False)
@@ -186,7 +186,7 @@ def test_run_single_rotates_without_tracking():
 
 def test_report_of_a_rotation_and_no_forecasts_from_a_parent(rotated, tmp_path, capsys):
     from flareseq.cli import main
-    from flareseq.experiment_report import write_experiment_report
+    from flareseq.experiments.report import write_experiment_report
 
     out = rotated[0]
     paths = write_experiment_report(resolve_tracking_uri("", out), "rot", tmp_path / "report", n_boot=100)
@@ -225,9 +225,9 @@ def test_cli_train_with_cv_reports_means_spread_and_pooled_interval(rotated, cap
 
 
 def test_cross_validate_pairs_pooled_forecasts_of_several_configurations():
-    from flareseq.pipeline import load_source
-    from flareseq.rotation import cross_validate
-    from flareseq.verification import compare_predictions
+    from flareseq.evaluation.verification import compare_predictions
+    from flareseq.experiments.rotation import cross_validate
+    from flareseq.experiments.rundata import load_source
 
     base = RunConfig.from_dict({**SMALL, "data": {"synthetic_samples": 400}})
     configs = [base.with_overrides({"model.name": name, "model.params": {}, "name": name})

@@ -13,10 +13,10 @@ import pytest
 from flareseq.data import kaggle_fast
 from flareseq.data.ingest import ingest
 from flareseq.data.kaggle import _parse_chunk_strict, parse_kaggle_chunk
+from flareseq.data.schema import KAGGLE_PARAMETERS
 from flareseq.data.store import read_manifest
 from flareseq.data.synthetic import write_synthetic_kaggle
 from flareseq.errors import DataFormatError
-from flareseq.schema import KAGGLE_PARAMETERS
 
 pytestmark = pytest.mark.skipif(kaggle_fast._scan is None, reason=kaggle_fast.SCANNER_NOTE or "scanner not built")
 

@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 
 from flareseq.errors import LeakageError
-from flareseq.grid import load_experiment
-from flareseq.pipeline import load_source
-from flareseq.splits import split_from_config
+from flareseq.experiments.grid import load_experiment
+from flareseq.experiments.rundata import load_source
+from flareseq.prep.splits import split_from_config
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiments" / "smarp.toml"
@@ -158,7 +158,7 @@ def test_the_experiment_file_is_the_benchmarks_protocol():
     assert config.data.split["test_folds"] == [4] and 0 < config.data.split["validation_share"] < 1
     assert config.training.threshold_metric == "tss" and list(config.baselines) == BASELINES
     # The table spec for `flareseq ingest --table-spec` holds the same table options.
-    from flareseq.data.table_spec import load_table_spec
+    from flareseq.data.tables.spec import load_table_spec
 
     _, spec = load_table_spec(TABLE_SPEC)
     assert spec.to_dict() == {**spec.to_dict(), **dict(config.data.table)}
@@ -166,7 +166,7 @@ def test_the_experiment_file_is_the_benchmarks_protocol():
 
 def test_the_experiment_runs_end_to_end_through_mlflow(tables, tmp_path):
     pytest.importorskip("mlflow")
-    from flareseq.experiments import run_experiment
+    from flareseq.experiments.runner import run_experiment
 
     # The runner of `flareseq experiments experiments/smarp.toml --data ...`, with one model
     # and one baseline: six models through MLflow take too long for a unit test.

@@ -17,10 +17,10 @@ import pytest
 
 from flareseq.data import load_dataset
 from flareseq.data.ingest import ingest
+from flareseq.data.sampling import sample_fraction
 from flareseq.data.store import content_hash, read_store, write_store
 from flareseq.data.synthetic import write_synthetic_kaggle, write_synthetic_swansf
 from flareseq.errors import DataFormatError, FlareseqError
-from flareseq.prep import sample_fraction
 
 # One JVM: every test of this module runs on the same xdist worker (make test uses --dist loadgroup).
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("spark")]
@@ -34,7 +34,7 @@ SPARK_TEST_CONF = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": 
 @pytest.fixture(scope="module")
 def spark():
     pytest.importorskip("pyspark", reason="pyspark is not installed (pip install 'flareseq[spark]')")
-    from flareseq.data.spark_session import check_java, spark_session
+    from flareseq.data.spark.session import check_java, spark_session
 
     try:
         check_java()
@@ -171,7 +171,7 @@ def bad_kaggle_file(tmp_path):
 
 
 def test_bad_records_are_skipped_and_listed_like_the_local_engine(spark, tmp_path):
-    from flareseq.data.spark_session import sql_conf
+    from flareseq.data.spark.session import sql_conf
 
     path = bad_kaggle_file(tmp_path)
     # ~100 kB splits: the file's 24 lines are read by ~10 tasks, and line numbers must still be right

@@ -11,14 +11,20 @@ import zipfile
 import numpy as np
 import pytest
 
-from flareseq.data.spark import ingest_spark, sampled_positions
-from flareseq.data.spark_session import check_java, import_pyspark, java_major_version
-from flareseq.data.spark_staging import StagedParts
+from flareseq.data.dataset import FlareDataset, empty_meta
+from flareseq.data.sampling import sample_fraction
+from flareseq.data.spark.ingest import ingest_spark, sampled_positions
+from flareseq.data.spark.session import check_java, import_pyspark, java_major_version
+from flareseq.data.spark.staging import StagedParts
 from flareseq.data.store import write_store
 from flareseq.data.synthetic import synthetic_dataset, write_synthetic_kaggle
-from flareseq.dataset import FlareDataset, empty_meta
-from flareseq.errors import ConfigError, FlareseqError, MissingDependencyError, StoreError, UnsupportedInputError
-from flareseq.prep import sample_fraction
+from flareseq.errors import (
+    ConfigError,
+    FlareseqError,
+    MissingDependencyError,
+    StoreError,
+    UnsupportedInputError,
+)
 
 
 # -- Java and pyspark ---------------------------------------------------------------------------
@@ -148,7 +154,7 @@ def test_staged_rows_come_back_in_any_order(tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    monkeypatch.setattr("flareseq.data.spark_staging.READ_BATCH_ROWS", 3)  # many batches per part
+    monkeypatch.setattr("flareseq.data.spark.staging.READ_BATCH_ROWS", 3)  # many batches per part
     values = {0: np.arange(0, 10), 1: np.arange(100, 107), 2: np.arange(200, 200)}
     for part, v in values.items():
         pq.write_table(pa.table({"v": pa.array(v, pa.int64())}), tmp_path / f"part-{part:05d}-x.parquet")

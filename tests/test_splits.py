@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flareseq.dataset import FlareDataset, empty_meta
+from flareseq.data.dataset import FlareDataset, empty_meta
 from flareseq.errors import ConfigError, FlareseqWarning, LeakageError
-from flareseq.splits import (
+from flareseq.prep.splits import (
     carve_validation,
     check_region_disjoint,
     group_kfold,

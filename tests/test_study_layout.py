@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from flareseq.dataset import FlareDataset, empty_meta
+from flareseq.data.dataset import FlareDataset, empty_meta
 from flareseq.errors import ConfigError
-from flareseq.study_layout import apply_layout, to_study_rows, to_study_windows
+from flareseq.prep.layout import apply_layout, to_study_rows, to_study_windows
 
 
 def make(n=30, t=60, f=2):

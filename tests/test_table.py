@@ -8,7 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flareseq.data.table import TableSpec, build_table_windows, read_table_windows
+from flareseq.data.tables.windows import (
+    TableSpec,
+    build_table_windows,
+    read_table_windows,
+)
 from flareseq.errors import ConfigError, DataFormatError, FlareseqWarning, LeakageError
 
 T0 = pd.Timestamp("2001-03-01T00:00:00")

@@ -7,9 +7,14 @@ import argparse
 import pandas as pd
 import pytest
 
-from flareseq.cli.table_options import add_table_arguments, ingest_tables, table_options_given, table_spec_from_args
+from flareseq.cli.table_options import (
+    add_table_arguments,
+    ingest_tables,
+    table_options_given,
+    table_spec_from_args,
+)
 from flareseq.data.store import read_manifest, read_store
-from flareseq.data.table_spec import load_table_spec
+from flareseq.data.tables.spec import load_table_spec
 from flareseq.errors import ConfigError, LeakageError
 
 SPEC = """

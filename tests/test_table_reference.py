@@ -11,7 +11,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flareseq.data.table import DROP_REASONS, TableSpec, build_table_windows
+from flareseq.data.tables.windows import DROP_REASONS, TableSpec, build_table_windows
 
 CADENCE = 10.0  # minutes
 T0 = pd.Timestamp("2002-05-01")

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flareseq.data.table import TableSpec, build_table_windows
+from flareseq.data.tables.windows import TableSpec, build_table_windows
 from flareseq.errors import FlareseqWarning, LeakageError
-from flareseq.splits import split_by_fold
+from flareseq.prep.splits import split_by_fold
 
 pytestmark = pytest.mark.realdata
 

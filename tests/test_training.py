@@ -10,7 +10,7 @@ import torch
 
 from flareseq.errors import ConfigError, FlareseqError
 from flareseq.models import build_model
-from flareseq.training import (
+from flareseq.training.loop import (
     TrainSettings,
     make_optimizer,
     predict_logits,
@@ -18,7 +18,6 @@ from flareseq.training import (
     train_model,
     weighted_loss,
 )
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -172,7 +171,7 @@ def test_predict_logits_restores_training_mode():
 
 
 def test_denormals_flushed_inside_and_restored_after():
-    from flareseq.training import flush_denormals
+    from flareseq.training.loop import flush_denormals
 
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU has no flush-to-zero mode")

@@ -1,4 +1,4 @@
-"""Bootstrap intervals by region and paired comparisons (flareseq.verification)."""
+"""Bootstrap intervals by region and paired comparisons (flareseq.evaluation.verification)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flareseq import metrics
 from flareseq.errors import ConfigError, FlareseqError
-from flareseq.verification import (
+from flareseq.evaluation import metrics
+from flareseq.evaluation.verification import (
     INTERVAL_METRICS,
     _Scorer,
     align_predictions,

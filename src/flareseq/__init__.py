@@ -8,16 +8,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import FlareseqError, FlareseqWarning
+from flareseq.errors import FlareseqError, FlareseqWarning
 
 __all__ = ["FlareClassifier", "FlareDataset", "FlareseqError", "FlareseqWarning", "concat_datasets",
            "load_dataset", "__version__"]
 
 _LAZY = {
-    "FlareDataset": ("dataset", "FlareDataset"),
-    "concat_datasets": ("dataset", "concat_datasets"),
+    "FlareDataset": ("data.dataset", "FlareDataset"),
+    "concat_datasets": ("data.dataset", "concat_datasets"),
     "load_dataset": ("data", "load_dataset"),
-    "FlareClassifier": ("estimator", "FlareClassifier"),
+    "FlareClassifier": ("training.estimator", "FlareClassifier"),
 }
 
 

@@ -21,12 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-from .data import ingest as ingest_module
-from .data.synthetic import write_synthetic_kaggle
-from .experiment_report import write_experiment_report
-from .experiments import make_tracker, run_experiment
-from .grid import load_experiment
-from .prep import summarize
+from flareseq.data import ingest as ingest_module
+from flareseq.data.summary import summarize
+from flareseq.data.synthetic import write_synthetic_kaggle
+from flareseq.experiments.grid import load_experiment
+from flareseq.experiments.report import write_experiment_report
+from flareseq.experiments.runner import make_tracker, run_experiment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STUDY_REDUCTION = ["training.steps_per_epoch=10", "training.epochs=2", "training.validation_steps=5"]
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     store = data_dir / "store"
     report = ingest_module.ingest([raw], store, overwrite=True)
     say(report.summary())
-    from .data import read_store
+    from flareseq.data import read_store
 
     say("summary: " + json.dumps(summarize(read_store(store, aux=False))))
 

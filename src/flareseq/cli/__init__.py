@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ..errors import FlareseqError
+from flareseq.errors import FlareseqError
 
 # Modules that contribute subcommands, in the order `flareseq --help` lists them.
 COMMAND_MODULES = ("data", "models", "runs", "download")
@@ -24,18 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flareseq",
         description="Forecast solar flares from time series of active-region magnetic parameters.",
     )
-    from .. import __version__
+    from flareseq import __version__
 
     parser.add_argument("--version", action="version", version=f"flareseq {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue  # a command group not built yet
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
     return parser
 
 

@@ -34,10 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="--engine spark: the Spark master (default local[*]; spark://HOST:7077, yarn, ...)")
     ingest.add_argument("--fraction", type=float, default=None, metavar="F",
                         help="--engine spark: keep a seeded random fraction F of the samples (the draw of "
-                        "flareseq.prep.sample_fraction)")
+                        "flareseq.data.sampling.sample_fraction)")
     ingest.add_argument("--stratify", action="store_true", help="with --fraction: keep each label's share")
     ingest.add_argument("--seed", type=int, default=0, help="with --fraction: the draw's seed (default 0)")
-    from .table_options import add_table_arguments
+    from flareseq.cli.table_options import add_table_arguments
 
     add_table_arguments(ingest)  # keyword tables: --table-spec FILE.toml or the flags
     ingest.set_defaults(func=_run_ingest)
@@ -83,8 +83,8 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 
 def _run_ingest(args: argparse.Namespace) -> int:
-    from ..data.ingest import ingest
-    from .table_options import ingest_tables, table_options_given
+    from flareseq.cli.table_options import ingest_tables, table_options_given
+    from flareseq.data.ingest import ingest
 
     if table_options_given(args):
         print(ingest_tables(args.inputs, args, args.out, overwrite=args.overwrite, progress=_progress(args)))
@@ -95,10 +95,10 @@ def _run_ingest(args: argparse.Namespace) -> int:
                         stratify=args.stratify, seed=args.seed, on_error=args.on_error,
                         overwrite=args.overwrite, progress=_progress(args))
     elif args.fraction is not None or args.stratify:
-        from ..errors import ConfigError
+        from flareseq.errors import ConfigError
 
         raise ConfigError("--fraction and --stratify sample at ingest with --engine spark; with the local engine, "
-                          "ingest everything and sample with flareseq.prep.sample_fraction (the same draw).")
+                          "ingest everything and sample with flareseq.data.sampling.sample_fraction (the same draw).")
     else:
         report = ingest(args.inputs, args.out, on_error=args.on_error, workers=args.workers,
                         overwrite=args.overwrite, progress=_progress(args))
@@ -110,11 +110,11 @@ def _run_ingest(args: argparse.Namespace) -> int:
 
 
 def _run_summary(args: argparse.Namespace) -> int:
-    from ..data import summarize_paths
+    from flareseq.data import summarize_paths
 
     total, per_path = summarize_paths(args.paths, on_error=args.on_error, progress=_progress(args))
     if args.plot:
-        from ..plots import plot_class_counts, save_figure
+        from flareseq.reporting.plots import plot_class_counts, save_figure
 
         counts = {Path(p).name or p: (s["n_negative"], s["n_positive"]) for p, s in per_path.items()}
         save_figure(plot_class_counts(counts), args.plot)
@@ -135,14 +135,14 @@ def _run_summary(args: argparse.Namespace) -> int:
 
 
 def _summary_keys():
-    from ..prep import SUMMARY_KEYS
+    from flareseq.data.summary import SUMMARY_KEYS
 
     return SUMMARY_KEYS
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from ..data import synthetic
-    from ..errors import ConfigError
+    from flareseq.data import synthetic
+    from flareseq.errors import ConfigError
 
     if args.n_samples < 1:
         raise ConfigError(f"--n-samples must be at least 1, got {args.n_samples}.")

@@ -6,8 +6,8 @@ import argparse
 
 # Both modules import only the standard library at load time; the Kaggle client and tqdm
 # load when a command runs.
-from ..data.dataverse import SWAN_SF_DOI, SWAN_SF_PARTITIONS
-from ..data.download_kaggle import KAGGLE_COMPETITION
+from flareseq.data.download.dataverse import SWAN_SF_DOI, SWAN_SF_PARTITIONS
+from flareseq.data.download.kaggle import KAGGLE_COMPETITION
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,7 +62,7 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 
 def _run_kaggle(args: argparse.Namespace) -> int:
-    from ..data.download_kaggle import download_kaggle
+    from flareseq.data.download.kaggle import download_kaggle
 
     files = download_kaggle(args.dest, competition=args.competition, force=args.force,
                             keep_archives=args.keep_archives, progress=_progress(args))
@@ -72,7 +72,7 @@ def _run_kaggle(args: argparse.Namespace) -> int:
 
 
 def _run_swan_sf(args: argparse.Namespace) -> int:
-    from ..data.dataverse import download_swan_sf
+    from flareseq.data.download.dataverse import download_swan_sf
 
     results = download_swan_sf(args.dest, args.partitions, base_url=args.base_url, doi=args.doi,
                                keep_archives=args.keep_archives, retries=args.retries,

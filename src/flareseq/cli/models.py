@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..schema import KAGGLE_PARAMETERS
+from flareseq.data.schema import KAGGLE_PARAMETERS
 
 N_FEATURES = len(KAGGLE_PARAMETERS)
 
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def model_table(n_features: int = N_FEATURES) -> list[dict]:
     """One row per registered model: name, unique parameters, tied or not, description, defaults."""
-    from ..models import MODELS, count_unique_parameters
+    from flareseq.models import MODELS, count_unique_parameters
 
     return [
         {

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError, FlareseqError
+from flareseq.errors import ConfigError, FlareseqError
 
 
 def register(subparsers) -> None:
@@ -94,9 +94,9 @@ def _overrides(args) -> list[str]:
 
 # -- commands ----------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from ..config import RunConfig, load_toml
-    from ..experiments import make_tracker, run_single
-    from ..grid import expand_grid
+    from flareseq.experiments.config import RunConfig, load_toml
+    from flareseq.experiments.grid import expand_grid
+    from flareseq.experiments.runner import make_tracker, run
 
     if args.config:
         values = load_toml(args.config)
@@ -109,7 +109,7 @@ def cmd_train(args) -> int:
     if not config.name:  # named after the model the overrides chose, not the default's
         config = config.with_overrides({"name": config.model.name})
     tracker = make_tracker(config)
-    result = run_single(config, tracker=tracker, progress=not args.no_progress,
+    result = run(config, tracker=tracker, progress=not args.no_progress,
                         echo=lambda line: print(line, file=sys.stderr))
     _print_scores(result.scores)
     if result.fold_scores:
@@ -125,9 +125,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_experiments(args) -> int:
-    from ..experiment_report import write_experiment_report
-    from ..experiments import make_tracker, run_experiment
-    from ..grid import load_experiment
+    from flareseq.experiments.grid import load_experiment
+    from flareseq.experiments.report import write_experiment_report
+    from flareseq.experiments.runner import make_tracker, run_experiment
 
     overrides = _overrides(args)
     experiment = load_experiment(args.grid, overrides=overrides)
@@ -154,7 +154,7 @@ def cmd_experiments(args) -> int:
 def _check_table_options(experiment) -> None:
     """Validate every distinct table spec of the grid before any run: a leaky feature or a
     bad option is the whole grid's error, not one failure per run."""
-    from ..data.table_spec import TableSpec
+    from flareseq.data.tables.spec import TableSpec
 
     specs = {json.dumps(dict(r.data.table), sort_keys=True) for r in experiment.runs if r.data.format == "table"}
     for spec in specs:
@@ -162,8 +162,8 @@ def _check_table_options(experiment) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .. import metrics
-    from ..data import load_dataset
+    from flareseq.data import load_dataset
+    from flareseq.evaluation import metrics
 
     forecaster = _load_forecaster(args)
     dataset = load_dataset(args.data).labelled()
@@ -182,7 +182,7 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     import pandas as pd
 
-    from ..data import detect_format, load_dataset
+    from flareseq.data import detect_format, load_dataset
 
     forecaster = _load_forecaster(args)
     dataset = load_dataset(args.data)
@@ -202,8 +202,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from ..experiment_report import compare_runs
-    from ..tracking import resolve_tracking_uri
+    from flareseq.experiments.report import compare_runs
+    from flareseq.experiments.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
     results = compare_runs(uri, args.experiment, args.first, args.second, n_boot=args.n_boot, level=args.level,
@@ -219,8 +219,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from ..experiment_report import write_experiment_report
-    from ..tracking import resolve_tracking_uri
+    from flareseq.experiments.report import write_experiment_report
+    from flareseq.experiments.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
     out = Path(args.out) if args.out else Path(args.output_dir) / "reports" / args.experiment
@@ -233,7 +233,7 @@ def cmd_report(args) -> int:
 def cmd_ui(args) -> int:
     import subprocess
 
-    from ..tracking import resolve_tracking_uri
+    from flareseq.experiments.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
     print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C to stop)", file=sys.stderr)
@@ -245,9 +245,9 @@ def cmd_ui(args) -> int:
 # -- helpers -------------------------------------------------------------------------------
 def _load_forecaster(args):
     """A run's forecaster from a saved folder, a run id or a run name."""
-    from ..experiment_report import resolve_run_id
-    from ..forecaster import Forecaster
-    from ..tracking import resolve_tracking_uri, use_tracking_uri
+    from flareseq.experiments.report import resolve_run_id
+    from flareseq.experiments.tracking import resolve_tracking_uri, use_tracking_uri
+    from flareseq.training.forecaster import Forecaster
 
     folder = Path(args.run)
     if folder.is_dir():

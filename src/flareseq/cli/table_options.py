@@ -36,7 +36,7 @@ _OPTIONS = {
 
 def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the keyword-table options (``--table-spec`` and one flag per TableSpec field)."""
-    group = parser.add_argument_group("keyword tables (rows of region x time; see flareseq.data.table)")
+    group = parser.add_argument_group("keyword tables (rows of region x time; see flareseq.data.tables.windows)")
     group.add_argument("--table-spec", metavar="FILE.toml",
                        help="TOML file with the table options ([data] section or top level)")
     for field, (flag, kind, text) in _OPTIONS.items():
@@ -55,7 +55,7 @@ def table_options_given(args: argparse.Namespace) -> bool:
 def table_spec_from_args(args: argparse.Namespace):
     """The input paths named in ``--table-spec`` (may be empty) and the TableSpec of the
     file and flags together; flags win."""
-    from ..data.table_spec import TableSpec, load_table_spec
+    from flareseq.data.tables.spec import TableSpec, load_table_spec
 
     paths: list[str] = []
     options: dict = {}
@@ -72,15 +72,13 @@ def table_spec_from_args(args: argparse.Namespace):
 def ingest_tables(inputs: Sequence[str], args: argparse.Namespace, out: str | Path, *, overwrite: bool = False,
                   progress: bool | None = None) -> str:
     """Read tables into windows, write them as a store at ``out``; returns the summary text."""
-    from ..data.store import write_store
-    from ..data.table import build_table_windows
-
-    from ..data.store import StoreWriter
+    from flareseq.data.store import StoreWriter, write_store
+    from flareseq.data.tables.windows import build_table_windows
 
     paths, spec = table_spec_from_args(args)
     inputs = list(inputs) or paths
     if not inputs:
-        from ..errors import ConfigError
+        from flareseq.errors import ConfigError
 
         raise ConfigError("no table files: give them as inputs or as paths = [...] in the --table-spec file.")
     # refuse a bad --out before the tables are read (the same checks run again at the write)

@@ -13,10 +13,10 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import UnsupportedInputError
+from flareseq.errors import UnsupportedInputError
 
 if TYPE_CHECKING:
-    from ..dataset import FlareDataset
+    from flareseq.data.dataset import FlareDataset
 
 # Nothing heavy at import time (no pandas, no pyarrow): ingest workers import this package.
 
@@ -41,9 +41,9 @@ _LAZY = {
 def detect_format(path: str | PathLike[str]) -> str:
     """``"store"``, ``"kaggle"`` or ``"swansf"`` for ``path``; :class:`UnsupportedInputError`
     (naming what was found and what is supported) for anything else."""
-    from .kaggle import is_kaggle_path
-    from .store import is_store
-    from .swansf import NAME_PATTERN
+    from flareseq.data.kaggle import is_kaggle_path
+    from flareseq.data.store import is_store
+    from flareseq.data.swansf import NAME_PATTERN
 
     path = Path(path)
     if not path.exists():
@@ -79,7 +79,7 @@ def detect_format(path: str | PathLike[str]) -> str:
         return "kaggle"  # JSON lines under another suffix
     found = "an empty file" if not head else f"a file starting {head[:24]!r}"
     hint = (" For a table of keyword time series (one row per region and time), use "
-            "flareseq.data.table.read_table_windows(paths, TableSpec(...)) (config: data.format = \"table\")."
+            "flareseq.data.tables.windows.read_table_windows(paths, TableSpec(...)) (config: data.format = \"table\")."
             if name.endswith((".csv", ".tsv")) else "")
     raise UnsupportedInputError(f"{path}: expected {SUPPORTED}; found {found}.{hint}")
 
@@ -98,7 +98,7 @@ def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
     aux : keep the side series (SWAN-SF's non-feature columns). Default: yes for files, no
         for a store (see :func:`~flareseq.data.store.read_store`; pass ``True`` or names).
     """
-    from ..dataset import FlareDataset, concat_datasets
+    from flareseq.data.dataset import FlareDataset, concat_datasets
 
     if not isinstance(path, (str, PathLike)):
         parts = [load_dataset(p, folds=folds, on_error=on_error, progress=progress, skips=skips, aux=aux)
@@ -108,20 +108,20 @@ def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
         return concat_datasets(parts)
     fmt = detect_format(path)
     if fmt == "store":
-        from .store import read_store
+        from flareseq.data.store import read_store
 
         return read_store(path, folds=folds, aux=bool(aux) if isinstance(aux, bool) or aux is None else aux)
     if fmt == "kaggle":
-        from .kaggle import read_kaggle
+        from flareseq.data.kaggle import read_kaggle
 
         dataset = read_kaggle(path, on_error=on_error, progress=progress, skips=skips)
     elif Path(path).is_file() and Path(path).suffix.lower() == ".csv":
-        from .swansf import parse_sample, _to_dataset
+        from flareseq.data.swansf import _to_dataset, parse_sample
 
         sample = parse_sample(Path(path).read_text(), path=str(path), name=Path(path).name)
         dataset = _to_dataset([sample], Path(path).parent.name, sample.X.shape[0])
     else:
-        from .swansf import read_swansf
+        from flareseq.data.swansf import read_swansf
 
         dataset = read_swansf(path, on_error=on_error, progress=progress, skips=skips)
     if aux is False and dataset.aux:
@@ -133,12 +133,12 @@ def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
 
 
 def summarize_path(path: str | PathLike[str], *, on_error: str = "raise", progress: bool | None = None) -> dict:
-    """:func:`flareseq.prep.summarize` figures of one input, plus ``n_negative``; a store is
+    """:func:`flareseq.data.summary.summarize` figures of one input, plus ``n_negative``; a store is
     summarised from its manifest, without reading its arrays, a file batch by batch."""
-    from ..prep import summarize
+    from flareseq.data.summary import summarize
 
     if detect_format(path) == "store":
-        from .store import read_manifest
+        from flareseq.data.store import read_manifest
 
         m = read_manifest(path)
         c = m["counts"]
@@ -147,11 +147,11 @@ def summarize_path(path: str | PathLike[str], *, on_error: str = "raise", progre
                           "n_features": len(m["feature_names"]), "n_missing_values": c["n_missing_values"]})
     fmt = detect_format(path)
     if fmt == "kaggle":  # streamed: counts only, constant memory for a 13 GB file
-        from .kaggle import iter_kaggle_batches
+        from flareseq.data.kaggle import iter_kaggle_batches
 
         batches = iter_kaggle_batches(path, on_error=on_error, progress=progress)
     elif Path(path).is_dir() or not Path(path).suffix.lower() == ".csv":
-        from .swansf import iter_swansf_batches
+        from flareseq.data.swansf import iter_swansf_batches
 
         batches = iter_swansf_batches(path, on_error=on_error, progress=progress)
     else:
@@ -166,7 +166,7 @@ def summarize_path(path: str | PathLike[str], *, on_error: str = "raise", progre
             for key in ("n_samples", "n_positive", "n_negative", "n_unlabelled", "n_missing_values"):
                 figures[key] += part[key]
     if figures is None:  # every record skipped
-        from ..schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS
+        from flareseq.data.schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS
 
         figures = {"n_samples": 0, "n_positive": 0, "n_negative": 0, "n_unlabelled": 0,
                    "n_timesteps": N_KAGGLE_TIMESTEPS, "n_features": len(KAGGLE_PARAMETERS), "n_missing_values": 0}
@@ -177,7 +177,7 @@ def summarize_paths(paths: Sequence[str | PathLike[str]], *, on_error: str = "ra
                     progress: bool | None = None) -> tuple[dict, dict]:
     """The summed figures of several inputs and each input's own: ``(total, {path: figures})``.
     Inputs of different lengths or feature counts cannot be added up."""
-    from ..errors import FlareseqError
+    from flareseq.errors import FlareseqError
 
     per_path = {str(p): summarize_path(p, on_error=on_error, progress=progress) for p in paths}
     shapes = {(s["n_timesteps"], s["n_features"]) for s in per_path.values()}

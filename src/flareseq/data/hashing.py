@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..schema import UNLABELLED
+from flareseq.data.schema import UNLABELLED
 
 if TYPE_CHECKING:
-    from ..dataset import FlareDataset
+    from flareseq.data.dataset import FlareDataset
 
 CONTENT_HASH_PREFIX = b"flareseq-content-v1\n"
 _CANONICAL_NAN = np.array([0x7FC00000], dtype="<u4").view("<f4")[0]

@@ -21,21 +21,18 @@ BLAS threads) and takes ~0.3-0.6 s to start.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from multiprocessing import get_context
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
-from ..schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS
-from .kaggle import (
+from flareseq.data.ingest_report import IngestReport, default_workers
+from flareseq.data.kaggle import (
     DEFAULT_CHUNK_BYTES,
     ByteSource,
     DuplicateIdFilter,
@@ -46,56 +43,20 @@ from .kaggle import (
     kaggle_sources,
     parse_kaggle_chunk,
 )
-from .kaggle_fast import SCANNER_NOTE, scan_chunk
-from .skips import SkipLog, check_on_error
+from flareseq.data.kaggle_fast import SCANNER_NOTE, scan_chunk
+from flareseq.data.schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS
+from flareseq.data.skips import SkipLog, check_on_error
+from flareseq.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .store import StoreWriter
+    from flareseq.data.store import StoreWriter
 
 # The store and SWAN-SF modules (pandas, pyarrow.parquet) are imported in ingest() only:
 # the worker processes import this module and need just the parser.
 
 
-@dataclass
-class IngestReport:
-    """What an ingest did: the store's manifest, the skipped records and the speed
-    (``input_bytes`` counts the bytes parsed: decompressed bytes for a compressed input)."""
-
-    path: Path
-    manifest: dict
-    skips: SkipLog
-    seconds: float
-    input_bytes: int
-    workers: int
-    fast_chunks: int = 0
-    strict_chunks: int = 0
-    sources: list = field(default_factory=list)
-
-    @property
-    def mb_per_s(self) -> float:
-        return self.input_bytes / 1e6 / self.seconds if self.seconds > 0 else float("nan")
-
-    def summary(self) -> str:
-        c = self.manifest["counts"]
-        lines = [
-            f"store {self.path}: {c['n_samples']} samples ({c['n_positive']} positive, {c['n_negative']} negative, "
-            f"{c['n_unlabelled']} unlabelled), {c['n_missing_values']} missing values",
-            f"read {self.input_bytes / 1e6:.1f} MB in {self.seconds:.1f} s ({self.mb_per_s:.0f} MB/s, "
-            f"{self.workers} worker(s))",
-            f"content hash {self.manifest['content_hash']}",
-        ]
-        for s in self.manifest["sources"]:
-            lines.append(f"  {s['path']}: {s['n_read']} read, {s['n_skipped']} skipped of {s['n_records']} records")
-        lines.append(self.skips.summary())
-        if SCANNER_NOTE and self.fast_chunks + self.strict_chunks:
-            lines.append(f"note: {SCANNER_NOTE}")
-        if len(self.skips):
-            lines.append(f"skipped records listed in {self.path / 'skipped.tsv'}")
-        return "\n".join(lines)
 
 
-def default_workers() -> int:
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def ingest(
@@ -129,7 +90,7 @@ def ingest(
     progress : tqdm bars on stderr; ``None`` shows them only on a terminal.
     chunk_bytes : bytes of Kaggle lines per parse task (memory per worker grows with it).
     engine : ``"local"`` (this machine's cores) or ``"spark"``: the same store written by
-        :func:`flareseq.data.spark.ingest_spark`, which takes ``spark_options`` (``master``,
+        :func:`flareseq.data.spark.ingest.ingest_spark`, which takes ``spark_options`` (``master``,
         ``fraction``, ``stratify``, ``seed``, ``spark``, ``spark_conf``, ``staging_dir``).
 
     Returns
@@ -141,13 +102,17 @@ def ingest(
     Scripts that call this with ``workers > 1`` need the usual ``if __name__ ==
     "__main__":`` guard, as for any use of :mod:`multiprocessing` with spawned workers.
     """
-    from . import detect_format
-    from .store import StoreWriter, iter_store_batches, read_manifest
-    from .swansf import NUMERIC_COLUMNS, STRING_COLUMNS, iter_swansf_batches
+    from flareseq.data import detect_format
+    from flareseq.data.store import StoreWriter, iter_store_batches, read_manifest
+    from flareseq.data.swansf import (
+        NUMERIC_COLUMNS,
+        STRING_COLUMNS,
+        iter_swansf_batches,
+    )
 
     check_on_error(on_error)
     if engine == "spark":
-        from .spark import ingest_spark
+        from flareseq.data.spark.ingest import ingest_spark
 
         return ingest_spark(inputs, out, on_error=on_error, overwrite=overwrite, progress=progress,
                             n_timesteps=n_timesteps, **spark_options)
@@ -155,7 +120,7 @@ def ingest(
         raise ConfigError(f"engine must be 'local' or 'spark', got {engine!r}.")
     if spark_options:
         raise ConfigError(f"{', '.join(sorted(spark_options))}: options of engine='spark' only; the local engine "
-                          "ingests everything (sample afterwards with flareseq.prep.sample_fraction, the same draw).")
+                          "ingests everything (sample afterwards with flareseq.data.sampling.sample_fraction, the same draw).")
     paths = [Path(inputs)] if isinstance(inputs, (str, PathLike)) else [Path(p) for p in inputs]
     if not paths:
         raise ConfigError("nothing to ingest: give at least one input path.")
@@ -219,7 +184,7 @@ def ingest(
 def _store_aux_types(path: Path, manifest: dict) -> dict:
     import pyarrow.parquet as pq
 
-    from .store import AUX_PREFIX
+    from flareseq.data.store import AUX_PREFIX
 
     if not manifest["parts"]:
         return {}
@@ -273,7 +238,7 @@ def _swansf_in_parallel(path: Path, pool: _Pool, on_error: str, skips: SkipLog, 
     in batches, yielded in order; a small folder is read in this process."""
     from tqdm.auto import tqdm
 
-    from .swansf import iter_swansf_batches, parse_swansf_files
+    from flareseq.data.swansf import iter_swansf_batches, parse_swansf_files
 
     files = [str(f) for f in sorted(Path(path).rglob("*.csv"))]  # the serial reader's order
     if len(files) < 4 * SWANSF_FILES_PER_TASK:  # not worth the workers' start-up

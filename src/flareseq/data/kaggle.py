@@ -3,7 +3,7 @@
 Layout (SPEC section 1): ``{"id": int, "classNum": 0|1, "fold": int, "values": {PARAM:
 {"0": v, ..., "59": v}, ...}}``; the test set has no ``classNum``; missing values are bare
 ``NaN`` tokens (not strict JSON). Series are taken by name in
-:data:`~flareseq.schema.KAGGLE_PARAMETERS` order and time steps by key, never by position,
+:data:`~flareseq.data.schema.KAGGLE_PARAMETERS` order and time steps by key, never by position,
 because JSON tools reorder keys (Spark sorts ``"0", "1", "10", ...``).
 
 Reading is streaming: the input is cut into chunks of whole lines, each chunk is parsed by
@@ -22,19 +22,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
 
-from ..errors import DataFormatError
-from ..schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS, UNLABELLED
-from .kaggle_fast import make_layout, parse_chunk_fast
-from .skips import SkipLog, SkippedRecord, check_on_error
+from flareseq.data.kaggle_fast import make_layout, parse_chunk_fast
+from flareseq.data.schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS, UNLABELLED
+from flareseq.data.skips import SkipLog, SkippedRecord, check_on_error
+from flareseq.errors import DataFormatError
 
 if TYPE_CHECKING:
-    from ..dataset import FlareDataset
+    from flareseq.data.dataset import FlareDataset
 
 # pandas and the dataset container are imported where used: parsing (what ingest workers
 # do) needs only numpy, orjson and pyarrow.
@@ -197,7 +196,7 @@ class ParsedChunk:
     def to_dataset(self, source: str) -> FlareDataset:
         import pandas as pd
 
-        from ..dataset import FlareDataset, empty_meta
+        from flareseq.data.dataset import FlareDataset, empty_meta
 
         n = self.n_samples
         meta = empty_meta(n)
@@ -402,7 +401,7 @@ def _iter_source(source: ByteSource, batch_size, on_error, skips, n_timesteps, c
 
 def read_kaggle(path: str | PathLike[str], **options) -> FlareDataset:
     """Read a whole Kaggle file into memory (see :func:`iter_kaggle_batches` for options)."""
-    from ..dataset import FlareDataset, concat_datasets
+    from flareseq.data.dataset import FlareDataset, concat_datasets
 
     batches = list(iter_kaggle_batches(path, **options))
     batches = [b for b in batches if b.n_samples] or batches[:1]
@@ -416,7 +415,7 @@ def read_kaggle(path: str | PathLike[str], **options) -> FlareDataset:
 
 
 def _empty_dataset(n_timesteps: int) -> FlareDataset:
-    from ..dataset import FlareDataset, empty_meta
+    from flareseq.data.dataset import FlareDataset, empty_meta
 
     return FlareDataset(X=np.empty((0, n_timesteps, len(KAGGLE_PARAMETERS)), np.float32), y=np.empty(0, np.int8),
                         ids=np.empty(0, dtype=str), feature_names=KAGGLE_PARAMETERS, meta=empty_meta(0))

@@ -39,7 +39,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..schema import KAGGLE_PARAMETERS
+from flareseq.data.schema import KAGGLE_PARAMETERS
 
 if os.environ.get("FLARESEQ_PURE_PYTHON"):  # to compare, or to rule the C code out when in doubt
     _scan = None
@@ -47,7 +47,7 @@ if os.environ.get("FLARESEQ_PURE_PYTHON"):  # to compare, or to rule the C code 
                     "path parses instead, about 4x slower per core.")
 else:
     try:
-        from .. import _scan
+        from flareseq import _scan
     except ImportError as _exc:  # built at install time; absent when no C compiler was there
         _scan = None
         SCANNER_NOTE = (f"the compiled Kaggle scanner flareseq._scan is not built ({_exc}); the Arrow-based path "

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
-from ..errors import ConfigError, DataFormatError
+from flareseq.errors import ConfigError, DataFormatError
 
 ON_ERROR_CHOICES = ("raise", "skip")
 

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import __version__
-from ..dataset import FlareDataset, empty_meta
-from ..errors import FlareseqWarning, StoreError
-from ..schema import STORE_SCHEMA_VERSION, UNLABELLED
-from .hashing import ContentHasher, content_hash, sample_digests  # noqa: F401 (re-exported)
-from .skips import SkipLog
+from flareseq import __version__
+from flareseq.data.dataset import FlareDataset, empty_meta
+from flareseq.data.hashing import ContentHasher, content_hash, sample_digests  # noqa: F401 (re-exported)
+from flareseq.data.schema import STORE_SCHEMA_VERSION, UNLABELLED
+from flareseq.data.skips import SkipLog
+from flareseq.errors import FlareseqWarning, StoreError
 
 __all__ = ["StoreWriter", "content_hash", "iter_store_batches", "read_manifest", "read_store", "sample_digests",
            "write_store"]
@@ -475,17 +475,6 @@ def _part_files(path: Path, manifest: dict) -> list[Path]:
     return files
 
 
-def read_store_table(path: str | PathLike[str], *, folds: Sequence[int] | None = None, columns=None):
-    """The store's manifest and rows as one Arrow table (optionally only some folds and columns)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    manifest = read_manifest(path)
-    files = _part_files(path, manifest)
-    if not files:
-        return manifest, arrow_schema(manifest["feature_names"], manifest["n_timesteps"]).empty_table()
-    return manifest, pa.concat_tables([pq.read_table(f, filters=_filters(folds), columns=columns) for f in files])
 
 
 def read_store(path: str | PathLike[str], *, folds: Sequence[int] | None = None,

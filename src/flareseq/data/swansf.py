@@ -6,7 +6,7 @@ the largest GOES class in the 24 h after the window (``NF``: no flare). The bina
 1 for M or X. The partition (1-5) is taken from a ``partition<N>`` folder or archive name
 in the file's path and goes into the ``fold`` metadata column.
 
-The 25 series of :data:`~flareseq.schema.KAGGLE_PARAMETERS` (24 SHARP keywords and
+The 25 series of :data:`~flareseq.data.schema.KAGGLE_PARAMETERS` (24 SHARP keywords and
 XR_MAX) become the features; every other per-step column (location, quality, NOAA numbers,
 flare bookkeeping) is kept in ``aux`` -- numeric where the column is numeric -- and never
 used as a feature, because several of them are the label's own source.
@@ -26,10 +26,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from ..dataset import FlareDataset, concat_datasets, empty_meta
-from ..errors import DataFormatError, UnsupportedInputError
-from ..schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS, UNLABELLED
-from .skips import SkipLog, SkippedRecord, check_on_error
+from flareseq.data.dataset import FlareDataset, concat_datasets, empty_meta
+from flareseq.data.schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS, UNLABELLED
+from flareseq.data.skips import SkipLog, SkippedRecord, check_on_error
+from flareseq.errors import DataFormatError, UnsupportedInputError
 
 NAME_PATTERN = re.compile(
     r"^lab\[(?P<cls>NF|[ABCMX])\](?P<mag>\d+(?:\.\d+)?)?(?:@(?P<event>\d+))?"
@@ -149,13 +149,6 @@ def _numbers(values, path: str, column: str) -> np.ndarray:
     return out
 
 
-# -- inputs --------------------------------------------------------------------------------
-def is_swansf_path(path: Path) -> bool:
-    """A directory with ``.csv`` files, or a tar/zip archive (checked when read)."""
-    name = path.name.lower()
-    if path.is_dir():
-        return any(path.rglob("*.csv"))
-    return name.endswith((".tar", ".tar.gz", ".tgz", ".zip"))
 
 
 def iter_swansf_files(path: str | PathLike[str]) -> Iterator[tuple[str, str, bytes]]:
@@ -197,7 +190,7 @@ def iter_swansf_batches(
     """
     from tqdm.auto import tqdm
 
-    from .kaggle import _progress_disabled
+    from flareseq.data.kaggle import _progress_disabled
 
     check_on_error(on_error)
     skips = skips if skips is not None else SkipLog()

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..dataset import FlareDataset, concat_datasets, empty_meta
-from ..errors import ConfigError
-from ..schema import CADENCE_MINUTES, KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS
+from flareseq.data.dataset import FlareDataset, concat_datasets, empty_meta
+from flareseq.data.schema import CADENCE_MINUTES, KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS
+from flareseq.errors import ConfigError
 
 BLOCK_SIZE = 1024
 POSITIVE_RATE = 0.16
@@ -191,7 +191,7 @@ def write_synthetic_kaggle(path: str | PathLike[str], n_samples: int, *, seed: i
     memory does not grow with ``n_samples``. Written to a temporary name, then renamed."""
     from tqdm.auto import tqdm
 
-    from .kaggle import _progress_disabled
+    from flareseq.data.kaggle import _progress_disabled
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,6 +220,6 @@ def write_synthetic_kaggle(path: str | PathLike[str], n_samples: int, *, seed: i
 def write_synthetic_swansf(directory: str | PathLike[str], n_samples: int, *, seed: int = 0,
                            n_timesteps: int = N_KAGGLE_TIMESTEPS) -> list[Path]:
     """Write the same samples as SWAN-SF files under ``directory/partition<fold>/``."""
-    from .swansf import write_swansf
+    from flareseq.data.swansf import write_swansf
 
     return write_swansf(synthetic_dataset(n_samples, seed=seed, n_timesteps=n_timesteps), directory)

@@ -4,7 +4,7 @@ Every registered model maps ``(B, T, F)`` float32 input to one logit per sample 
 A registry entry is a :class:`ModelSpec`: a builder ``builder(n_features, **params)``, the
 parameters' defaults (read from the builder's signature, so they cannot drift), tiny
 parameters for the shared test suite, and, for weight-tied models, the parameters that
-build the untied twin. Training code lives in :mod:`flareseq.training`, not here.
+build the untied twin. Training code lives in :mod:`flareseq.training.loop`, not here.
 
 Registered, in this order: the study's six LSTMs (:mod:`.lstm`), ``regularised-lstm``,
 ``trellisnet`` (:mod:`.trellisnet`), ``minirocket`` (:mod:`.minirocket`) and ``inception``
@@ -25,11 +25,11 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import ConfigError
-from . import inception as _inception
-from . import lstm as _lstm
-from . import minirocket as _minirocket
-from . import trellisnet as _trellisnet
+from flareseq.errors import ConfigError
+from flareseq.models import inception as _inception
+from flareseq.models import lstm as _lstm
+from flareseq.models import minirocket as _minirocket
+from flareseq.models import trellisnet as _trellisnet
 
 
 @dataclass(frozen=True)

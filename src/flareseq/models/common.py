@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ..errors import FlareseqError
+from flareseq.errors import FlareseqError
 
 
 def check_input(x: torch.Tensor, n_features: int) -> None:

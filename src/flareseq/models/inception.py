@@ -31,8 +31,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError
-from .common import check_input, glorot_dense
+from flareseq.errors import ConfigError
+from flareseq.models.common import check_input, glorot_dense
 
 
 class InceptionModule(nn.Module):

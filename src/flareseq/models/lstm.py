@@ -37,10 +37,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError
-from .common import check_input
-from .common import glorot_dense as _glorot_dense
-from .recurrent import KerasLSTM
+from flareseq.errors import ConfigError
+from flareseq.models.common import check_input
+from flareseq.models.common import glorot_dense as _glorot_dense
+from flareseq.models.recurrent import KerasLSTM
 
 NORMALIZATIONS = ("layer", "batch")
 

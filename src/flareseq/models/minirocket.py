@@ -26,7 +26,7 @@ by flareseq's common loop (so class weights, focal loss, balanced sampling, earl
 and threshold choice apply as for every model).
 
 **The fit hook.** Biases and feature statistics come from training data, before any
-gradient step: :func:`flareseq.training.train_model` calls ``model.fit_features(X_train)``
+gradient step: :func:`flareseq.training.loop.train_model` calls ``model.fit_features(X_train)``
 once, before training, on every model that defines it. An unfitted MiniRocket still runs
 (zero biases, unit statistics), so it can be built and inspected. Everything fitted is a
 persistent buffer of fixed shape, saved and loaded with the weights (safetensors), so a
@@ -48,8 +48,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError, FlareseqError
-from .common import check_input
+from flareseq.errors import ConfigError, FlareseqError
+from flareseq.models.common import check_input
 
 N_KERNELS = 84
 KERNEL_LENGTH = 9
@@ -202,7 +202,7 @@ class MiniRocket(nn.Module):
     def fit_features(self, X: np.ndarray) -> None:
         """Dilations, biases and feature statistics from training data ``X (n, T, F)``.
 
-        Called once by :func:`flareseq.training.train_model` before training; uses torch's
+        Called once by :func:`flareseq.training.loop.train_model` before training; uses torch's
         random generator (seeded by the caller) to pick the samples.
         """
         X = np.asarray(X)

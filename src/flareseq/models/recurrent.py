@@ -47,7 +47,7 @@ if os.environ.get("FLARESEQ_PURE_PYTHON"):  # to compare, or to rule the C code 
     _lstm = None
 else:
     try:
-        from .. import _lstm
+        from flareseq import _lstm
     except ImportError:  # built at install time with a C compiler; the Python paths remain
         _lstm = None
 
@@ -226,7 +226,7 @@ class KerasLSTM(nn.Module):
         super().__init__()
         for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0.0 <= rate < 1.0:
-                from ..errors import ConfigError
+                from flareseq.errors import ConfigError
 
                 raise ConfigError(f"{name} must be in [0, 1), got {rate}.")
         self.input_size = input_size

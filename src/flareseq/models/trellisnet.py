@@ -39,8 +39,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError
-from .common import check_input, glorot_dense
+from flareseq.errors import ConfigError
+from flareseq.models.common import check_input, glorot_dense
 
 
 class TrellisNet(nn.Module):

@@ -1,0 +1,506 @@
+"""The experiment report: one Markdown file and one self-contained HTML page.
+
+Both are rendered from the same small document model (paragraphs, warnings and tables), so
+they cannot drift apart. The HTML page embeds its figures as base64 data URIs and its style
+inline: it is one file that can be mailed or archived and opens offline, with no request to
+any server. The Markdown links its figures relatively, for reading in a repository.
+
+The "best" run is always chosen by *validation* TSS and then shown with its test scores:
+choosing on the test scores would report the luckiest run, not the best one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from os import PathLike
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+
+from flareseq.reporting.render import MISSING
+from flareseq.reporting.render import Paragraph as _Paragraph
+from flareseq.reporting.render import Table as _Table
+from flareseq.reporting.render import figure_list as _figure_list
+from flareseq.reporting.render import fmt as _fmt
+from flareseq.reporting.render import md_table as _md_table
+from flareseq.reporting.render import render_html as _render_html
+from flareseq.reporting.render import render_markdown as _render_markdown
+
+__all__ = ["ReportPaths", "build_report", "runs_table_markdown", "STUDY_REPORTED"]
+
+METRICS = ("tss", "hss2", "precision", "recall", "f1", "accuracy", "roc_auc", "pr_auc", "brier", "bss")
+NUMERIC = (*(f"{s}_{m}" for s in ("val", "test") for m in METRICS), "threshold", "n_train", "n_val", "n_test",
+           "pcc", "pcc_125")
+# The main table: header -> column, one row per run; test scores except the last column.
+MAIN_COLUMNS = {
+    "test TSS": "test_tss", "HSS2": "test_hss2", "BSS": "test_bss", "precision": "test_precision",
+    "recall": "test_recall", "F1": "test_f1", "accuracy": "test_accuracy", "ROC-AUC": "test_roc_auc",
+    "PR-AUC": "test_pr_auc", "Brier": "test_brier", "val TSS": "val_tss",
+}
+# What "Staring into the Sun" reported on its own test sample (SPEC section 2).
+STUDY_REPORTED = {"accuracy": (0.75, 0.89), "recall": (0.55, 0.96), "tss": (0.59, 0.67), "pcc": 0.7380,
+                  "pcc_125": 0.9225}
+CALIBRATION_WARNING = "probabilities from class-weighted training are inflated; not forecasts"
+INFLATED_MARK = "†"  # beside the Brier score and BSS of runs whose probabilities are inflated
+# Scores with bootstrap intervals, and those of the rotation table: header -> metric.
+CI_METRICS = {"TSS": "tss", "HSS2": "hss2", "precision": "precision", "recall": "recall", "F1": "f1",
+              "accuracy": "accuracy", "ROC-AUC": "roc_auc", "PR-AUC": "pr_auc", "Brier": "brier", "BSS": "bss"}
+ROTATION_METRICS = {"TSS": "tss", "HSS2": "hss2", "ROC-AUC": "roc_auc", "PR-AUC": "pr_auc", "BSS": "bss"}
+PAIRED_HEADERS = {"tss": "TSS", "hss2": "HSS2", "pr_auc": "PR-AUC"}
+_DERIVED = ("_sd", "_ci_low", "_ci_high", "_uncalibrated")
+class ReportPaths(NamedTuple):
+    """Where :func:`build_report` wrote the report."""
+
+    markdown: Path
+    html: Path
+
+
+# --------------------------------------------------------------------------- input handling
+
+_BOOLEAN_STRINGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _truthy(value) -> bool | None:
+    # MLflow hands tags and params back as strings, so "True"/"false" must read as booleans.
+    if isinstance(value, str):
+        return _BOOLEAN_STRINGS.get(value.strip().lower())
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    return bool(value)
+
+
+def _normalise(runs) -> pd.DataFrame:
+    """A copy with every expected column present, numbers as floats and flags as booleans."""
+    df = pd.DataFrame(runs).reset_index(drop=True).copy()
+    for column in ("run_id", "name", "architecture", "config", "threshold_metric"):
+        df[column] = df[column].astype(object).where(df[column].notna(), "") if column in df else ""
+    names = zip(df["name"].astype(str), df["run_id"].astype(str))
+    df["name"] = [name or run_id or f"run {i + 1}" for i, (name, run_id) in enumerate(names)]
+    df["kind"] = df["kind"].fillna("model").astype(str).str.lower() if "kind" in df else "model"
+    # A run without a status column is taken as finished: its metrics say whether it produced any.
+    df["status"] = df["status"].fillna("FINISHED").astype(str).str.upper() if "status" in df else "FINISHED"
+    for column in NUMERIC:
+        df[column] = pd.to_numeric(df[column], errors="coerce") if column in df else float("nan")
+    for column in df.columns:  # per-fold values, spreads, intervals, references
+        if str(column).startswith(("val_", "test_", "pooled_", "ref_", "threshold_fold", "threshold_sd")) \
+                or column in ("n_folds", "ci_level"):
+            df[column] = pd.to_numeric(df[column], errors="coerce")
+    for column in ("n_folds", "ci_level"):
+        if column not in df:
+            df[column] = float("nan")
+    for column in ("reweighting", "calibration", "ci_resampling"):
+        df[column] = df[column].fillna("").astype(str) if column in df else ""
+    for column in ("pcc", "pcc_125"):
+        df[column] = df[column].where(~(df[column] > 1), df[column] / 100)  # a percentage, made a fraction
+    df["pcc_125"] = df["pcc_125"].fillna(1.25 * df["pcc"])
+    for column in ("calibrated", "split_leaky", "class_weighted"):
+        df[column] = [_truthy(v) for v in df[column]] if column in df else None
+    return df
+
+
+def _percent(value) -> str:
+    return MISSING if value is None or math.isnan(value) else f"{100 * value:.2f} %"
+
+
+def _range(values: pd.Series, percent: bool = False) -> str:
+    values = values.dropna()
+    if values.empty:
+        return MISSING
+    show = _percent if percent else _fmt
+    low, high = values.min(), values.max()
+    return show(low) if low == high else f"{show(low)}–{show(high)}"
+
+
+def _finished(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"] == "FINISHED"]
+
+
+def _best_by_validation(df: pd.DataFrame) -> pd.Series | None:
+    candidates = _finished(df).dropna(subset=["val_tss"])
+    return None if candidates.empty else candidates.loc[candidates["val_tss"].idxmax()]
+
+
+# --------------------------------------------------------------------------- sections
+
+def _threshold_text(row: pd.Series) -> str:
+    if math.isnan(row["threshold"]):
+        return MISSING
+    metric = str(row["threshold_metric"] or "").strip()
+    return f"{row['threshold']:.2f} ({f'val {metric.upper()}' if metric else 'fixed'})"
+
+
+def _inflated(df: pd.DataFrame) -> pd.Series:
+    """Finished runs whose probabilities are inflated and not calibrated (weighting unknown:
+    assumed possible, so it is said rather than hidden)."""
+    weighted = df["class_weighted"].map(lambda v: v is not False)
+    return df["calibrated"].map(lambda v: v is False) & weighted & (df["status"] == "FINISHED")
+
+
+def _kind_class(row) -> str:
+    """The row's CSS class: baselines are set apart."""
+    return "baseline" if row["kind"] == "baseline" else ""
+
+
+def _main_table(df: pd.DataFrame) -> _Table:
+    table = _Table(["run", "architecture", "kind", "threshold", *MAIN_COLUMNS])
+    inflated = _inflated(df)
+    for index, row in df.iterrows():
+        failed = row["status"] != "FINISHED"
+        name = f"{row['name']} ({row['status']})" if failed else str(row["name"])
+        cells = [name, str(row["architecture"]) or MISSING, row["kind"], _threshold_text(row)]
+        for column in MAIN_COLUMNS.values():
+            text = _fmt(row[column])
+            if inflated[index] and column in ("test_brier", "test_bss") and text != MISSING:
+                text += f" {INFLATED_MARK}"
+            cells.append(text)
+        table.add(cells, "failed" if failed else _kind_class(row))
+    return table
+
+
+def _runs_note(df: pd.DataFrame) -> _Paragraph:
+    text = ("Test scores at each run's threshold; baseline rows are marked; val TSS is the validation score runs "
+            "are ranked by.")
+    if df["n_folds"].notna().any():
+        text += (" Rotated runs (see Rotation) show the mean over their test folds, each fold with its own "
+                 "validation-chosen threshold.")
+    if _inflated(df).any():
+        text += (f" {INFLATED_MARK}: Brier score and BSS of probabilities that class-weighted training inflated and "
+                 "no calibration repaired; they judge inflated numbers, not forecasts.")
+    return _Paragraph(text)
+
+
+def _interval(row, estimate: str, low: str, high: str) -> str:
+    if math.isnan(row.get(estimate, float("nan"))):
+        return MISSING
+    if math.isnan(row.get(low, float("nan"))) or math.isnan(row.get(high, float("nan"))):
+        return _fmt(row[estimate])
+    return f"{row[estimate]:.3f} [{row[low]:.3f}, {row[high]:.3f}]"
+
+
+def _rotation(df: pd.DataFrame) -> list:
+    rotated = _finished(df[df["n_folds"].notna()])
+    if rotated.empty:
+        return []
+    table = _Table(["run", "kind", "folds", *(f"{h} mean ± sd" for h in ROTATION_METRICS), "TSS per fold",
+                    "val TSS mean"])
+    for _, row in rotated.iterrows():
+        cells = [str(row["name"]), row["kind"], str(int(row["n_folds"]))]
+        for metric in ROTATION_METRICS.values():
+            mean, sd = row.get(f"test_{metric}", float("nan")), row.get(f"test_{metric}_sd", float("nan"))
+            cells.append(MISSING if math.isnan(mean) else _fmt(mean) + ("" if math.isnan(sd) else f" ± {sd:.3f}"))
+        folds = [row.get(f"test_tss_fold{k}", float("nan")) for k in range(1, int(row["n_folds"]) + 1)]
+        cells += [" / ".join(_fmt(v, 2) for v in folds), _fmt(row["val_tss"])]
+        table.add(cells, _kind_class(row))
+    return [table, _Paragraph(
+        "K-fold rotation: each fold in turn is the test set; the model is fitted, calibrated (if configured) and "
+        "its threshold chosen on that fold's own training and validation parts (validation carved from the training "
+        "regions). Mean ± standard deviation over the test folds; the spread is how much one test fold's score "
+        "depends on which regions it holds.")]
+
+
+def _intervals(df: pd.DataFrame) -> list:
+    table = _Table(["run", "kind", *CI_METRICS])
+    for _, row in _finished(df).iterrows():
+        prefix = "pooled_test_" if not math.isnan(row["n_folds"]) else "test_"
+        if not any(f"{prefix}{m}_ci_low" in row.index and not math.isnan(row[f"{prefix}{m}_ci_low"])
+                   for m in CI_METRICS.values()):
+            continue
+        name = str(row["name"]) + (" (pooled folds)" if prefix == "pooled_test_" else "")
+        cells = [_interval(row, f"{prefix}{m}", f"{prefix}{m}_ci_low", f"{prefix}{m}_ci_high")
+                 for m in CI_METRICS.values()]
+        table.add([name, row["kind"], *cells], _kind_class(row))
+    if not table.rows:
+        return []
+    levels = df["ci_level"].dropna().unique()
+    level = f"{100 * levels[0]:g} %" if len(levels) == 1 else "the configured"
+    counts = sorted({int(m.group(1)) for r in df["ci_resampling"] if (m := re.match(r"(\d+) regions", r))})
+    if counts:
+        span = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}–{counts[-1]:,}"
+        how = f"whole regions ({span} per test set)"
+    else:
+        how = "samples (the data has no region ids)"
+    return [table, _Paragraph(
+        f"Test score [{level} bootstrap interval]. Each resample draws {how} with replacement -- overlapping windows "
+        "of one region are not independent evidence -- and scores it at the run's fixed, validation-chosen "
+        "threshold. Rotated runs: all folds' test forecasts pooled (every sample once, each at its fold's "
+        "threshold). Two runs whose intervals overlap may still differ: see the paired comparison.")]
+
+
+def _paired(comparisons: pd.DataFrame | None) -> list:
+    if comparisons is None or comparisons.empty:
+        return []
+    metrics = [m for m in PAIRED_HEADERS if f"{m}_difference" in comparisons.columns]
+    header = ["model", "baseline"]
+    for m in metrics:
+        header += [f"Δ{PAIRED_HEADERS[m]} [95 % CI]", f"P(model better, {PAIRED_HEADERS[m]})"]
+    table = _Table([*header, "distinguishable from the baseline"])
+    for _, row in comparisons.iterrows():
+        cells = [str(row["name"]), str(row["baseline"])]
+        if isinstance(row.get("error"), str) and row["error"]:
+            table.add(cells + [MISSING] * (2 * len(metrics)) + [f"not compared: {row['error']}"])
+            continue
+        verdicts = []
+        for m in metrics:
+            diff, low, high = row[f"{m}_difference"], row[f"{m}_low"], row[f"{m}_high"]
+            cells += [MISSING if math.isnan(diff) else f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]",
+                      _fmt(row[f"{m}_p_first_better"], 2)]
+            if not math.isnan(low):
+                verdicts.append(f"{PAIRED_HEADERS[m]} " + ("better" if low > 0 else "worse" if high < 0 else "no"))
+        table.add(cells + ["; ".join(verdicts) or MISSING])
+    level = comparisons["level"].iloc[0] if "level" in comparisons.columns else 0.95
+    return [table, _Paragraph(
+        f"Paired bootstrap on the same test samples: each resample draws regions with replacement (samples, when "
+        f"there are no region ids) and scores both runs on the same draw at their own thresholds, so the luck of the "
+        f"draw is shared. Δ = model minus "
+        f"baseline with its {100 * level:g} % interval; 'better'/'worse' when the interval excludes 0, 'no' when "
+        f"the test set cannot tell them apart. P(model better) is the share of resamples in which the model scored "
+        f"higher. Rotated runs are compared on their pooled out-of-fold forecasts.")]
+
+
+def _thresholds(df: pd.DataFrame) -> list:
+    finished = _finished(df)
+    if "ref_test_optimal_tss" not in finished or finished["ref_test_optimal_tss"].isna().all():
+        return []
+    table = _Table(["run", "kind", "threshold", "val TSS", "test TSS (the score)",
+                    "test-optimal TSS (reference, not a score)", "test-optimal threshold (reference)"])
+    for _, row in finished.iterrows():
+        table.add([str(row["name"]), row["kind"], _threshold_text(row), _fmt(row["val_tss"]),
+                   _fmt(row["test_tss"]), _fmt(row.get("ref_test_optimal_tss", float("nan"))),
+                   _fmt(row.get("ref_test_optimal_threshold", float("nan")), 2)], _kind_class(row))
+    return [table, _Paragraph(
+        "The score is the test TSS at the threshold chosen on validation. The test-optimal TSS is what a threshold "
+        "chosen on the test data itself would reach: an upper reference that shows how much the validation choice "
+        "gives up, never a score (choosing on test data is fitting to it). Rotated runs: means over folds. The "
+        "TSS-versus-threshold figure below draws both curves.")]
+
+
+def _calibration(df: pd.DataFrame) -> list:
+    finished = _finished(df)
+    calibrated = finished[finished["calibrated"].map(lambda v: v is True)]
+    blocks: list = []
+    if not calibrated.empty:
+        table = _Table(["run", "kind", "calibration", "training reweighting", "test Brier before", "test Brier after",
+                        "test BSS before", "test BSS after"])
+        for _, row in calibrated.iterrows():
+            table.add([str(row["name"]), row["kind"], row["calibration"] or "yes", row["reweighting"] or "none",
+                       _fmt(row.get("test_brier_uncalibrated", float("nan"))), _fmt(row["test_brier"]),
+                       _fmt(row.get("test_bss_uncalibrated", float("nan"))), _fmt(row["test_bss"])], _kind_class(row))
+        blocks += [table, _Paragraph(
+            "Calibrators are fitted on the validation part only; 'before' scores the model's own probabilities, "
+            "'after' the calibrated ones, on the test part. BSS is against the training event rate.")]
+    inflated = finished[_inflated(finished)]
+    if not inflated.empty:
+        blocks.append(_Paragraph(
+            f"{len(inflated)} run(s) are not calibrated although their training reweighted the classes: their "
+            "probabilities are not forecasts. Calibrate them on validation with --set training.calibration=platt "
+            "(or isotonic).", warning=True))
+    return blocks
+
+
+def _paired_verdict(comparisons: pd.DataFrame | None, name: str) -> str:
+    """One sentence on the paired TSS comparison of run ``name`` with the best baseline."""
+    if comparisons is None or comparisons.empty or "tss_low" not in comparisons:
+        return ""
+    found = comparisons[comparisons["name"] == name]
+    if found.empty or (isinstance(found.iloc[0].get("error"), str) and found.iloc[0]["error"]):
+        return ""
+    row = found.iloc[0]
+    if math.isnan(row["tss_low"]):
+        return ""
+    tells = ("the difference is distinguishable from 0" if row["tss_low"] > 0 or row["tss_high"] < 0
+             else "the test set cannot tell them apart")
+    return (f" Paired bootstrap on the same test samples: ΔTSS {row['tss_difference']:+.3f} "
+            f"[{row['tss_low']:+.3f}, {row['tss_high']:+.3f}], P(model better) {row['tss_p_first_better']:.2f}; "
+            f"{tells}.")
+
+
+def _summary(df: pd.DataFrame, n_warnings: int, comparisons: pd.DataFrame | None = None) -> list[_Paragraph]:
+    n_failed = int((df["status"] != "FINISHED").sum())
+    n_baselines = int((df["kind"] == "baseline").sum())
+    lines = [_Paragraph(f"{len(df)} runs: {len(df) - n_baselines} models, {n_baselines} baselines, "
+                        f"{n_failed} not finished.")]
+    best = _best_by_validation(df[df["kind"] == "model"])
+    baseline = _best_by_validation(df[df["kind"] == "baseline"])
+    if best is None:
+        lines.append(_Paragraph("No finished model run has a validation TSS; there is no best model.", warning=True))
+    else:
+        lines.append(_Paragraph(
+            f"Best model by validation TSS: {best['name']} ({best['architecture'] or MISSING}), validation TSS "
+            f"{_fmt(best['val_tss'])}, test TSS {_fmt(best['test_tss'])}, test HSS2 {_fmt(best['test_hss2'])}."))
+    if baseline is not None:
+        text = (f"Best baseline by validation TSS: {baseline['name']}, validation TSS {_fmt(baseline['val_tss'])}, "
+                f"test TSS {_fmt(baseline['test_tss'])}.")
+        if best is not None and not math.isnan(best["test_tss"]) and not math.isnan(baseline["test_tss"]):
+            beats = "beats" if best["test_tss"] > baseline["test_tss"] else "does not beat"
+            text += f" The best model {beats} it on test TSS ({best['test_tss'] - baseline['test_tss']:+.3f})."
+            text += _paired_verdict(comparisons, best["name"])
+        lines.append(_Paragraph(text))
+    if n_warnings:
+        lines.append(_Paragraph(f"{n_warnings} warning(s) below, under Notes, change how these numbers read.",
+                                warning=True))
+    return lines
+
+
+def _sample_sizes(df: pd.DataFrame) -> list[_Paragraph]:
+    sizes = df[["n_train", "n_val", "n_test"]].dropna().drop_duplicates()
+    return [_Paragraph("Samples (train / validation / test): "
+                       + "; ".join(" / ".join(f"{int(n):,}" for n in row) for row in sizes.itertuples(index=False))
+                       + ".")] if not sizes.empty else []
+
+
+def _best_per_architecture(df: pd.DataFrame) -> _Table:
+    table = _Table(["architecture", "run", "kind", "config", "val TSS", "test TSS", "test HSS2", "test recall",
+                    "test accuracy"])
+    candidates = _finished(df).dropna(subset=["val_tss"])
+    for architecture, group in candidates.groupby("architecture", sort=False):
+        row = group.loc[group["val_tss"].idxmax()]
+        table.add([str(architecture) or MISSING, str(row["name"]), row["kind"], str(row["config"]) or MISSING,
+                   *(_fmt(row[c]) for c in ("val_tss", "test_tss", "test_hss2", "test_recall",
+                                            "test_accuracy"))], _kind_class(row))
+    return table
+
+
+def _study_comparison(df: pd.DataFrame) -> list:
+    models = _finished(df[df["kind"] == "model"])
+    best = _best_by_validation(models)
+    study = STUDY_REPORTED
+
+    def of_best(column: str, percent: bool = False) -> str:
+        if best is None:
+            return MISSING
+        return _percent(best[column]) if percent else _fmt(best[column])
+
+    table = _Table(["", "Staring into the Sun (reported, its test sample)", "ours: model runs (test, range)",
+                    "ours: best model by val TSS (test)"])
+    table.rows = [
+        ["accuracy", "0.75–0.89", _range(models["test_accuracy"]), of_best("test_accuracy")],
+        ["recall", "0.55–0.96", _range(models["test_recall"]), of_best("test_recall")],
+        ["TSS", "~0.59–0.67 (implied by its accuracy and recall)", _range(models["test_tss"]), of_best("test_tss")],
+        ["PCC (test)", _percent(study["pcc"]), _range(models["pcc"], True), of_best("pcc", True)],
+        ["1.25 × PCC (test)", _percent(study["pcc_125"]), _range(models["pcc_125"], True), of_best("pcc_125", True)],
+    ]
+    table.classes = [""] * len(table.rows)
+    judged = models.dropna(subset=["test_accuracy", "pcc"])
+    n_pcc = int((judged["test_accuracy"] > judged["pcc"]).sum())
+    n_125 = int((judged["test_accuracy"] > judged["pcc_125"]).sum())
+    verdict = (f"Test accuracy is above PCC in {n_pcc} of {len(judged)} model runs and above 1.25 × PCC, the "
+               f"study's bar, in {n_125} of {len(judged)} (each against its own test split's PCC)."
+               if len(judged) else "No model run has both a test accuracy and a PCC to compare.")
+    return [table, _Paragraph(verdict), _Paragraph(
+        "The study's figures come from another sample and protocol (single 12-minute rows, threshold 0.5); read "
+        "them as orientation, not a finish line. Accuracy misleads under class imbalance: always forecasting "
+        "'no flare' scores about 84 % on the study's data, so TSS is the primary score here.")]
+
+
+def _notes(df: pd.DataFrame) -> list[_Paragraph]:
+    notes = []
+    uncalibrated = df[_inflated(df)]
+    if not uncalibrated.empty:
+        names = [f"{row['name']}: {row['reweighting']}" if row["reweighting"] else str(row["name"])
+                 for _, row in uncalibrated.iterrows()]
+        notes.append(_Paragraph(
+            f"Warning: uncalibrated probabilities in {len(uncalibrated)} run(s) ({', '.join(names)}): "
+            f"{CALIBRATION_WARNING}. Use them to rank and threshold; their Brier score and BSS (marked "
+            f"{INFLATED_MARK}) judge inflated probabilities.", warning=True))
+    leaky = df[df["split_leaky"].map(lambda v: v is True)]
+    if not leaky.empty:
+        notes.append(_Paragraph(
+            f"Warning: leaky split in {len(leaky)} run(s) ({', '.join(leaky['name'])}): overlapping windows of the "
+            "same region can fall on both sides of the split, so their validation and test scores are optimistic. "
+            "Split by partition, fold or region.", warning=True))
+    notes.append(_Paragraph(
+        "Decision thresholds were chosen on validation data only, by the metric named in the threshold column; "
+        "'fixed' marks a threshold set in advance (the study used 0.5). Best runs are chosen by validation TSS; "
+        "test scores are reported, never selected on."))
+    return notes
+
+
+def _failed_table(df: pd.DataFrame) -> _Table | None:
+    failed = df[df["status"] != "FINISHED"]
+    if failed.empty:
+        return None
+    table = _Table(["run", "architecture", "status", "config"])
+    for _, row in failed.iterrows():
+        table.add([str(row["name"]), str(row["architecture"]) or MISSING, row["status"],
+                   str(row["config"]) or MISSING], "failed")
+    return table
+
+
+def _document(df: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> list[tuple[str, list]]:
+    notes = _notes(df)
+    failed = _failed_table(df)
+    optional = [("Rotation (K-fold)", _rotation(df)), ("Confidence intervals", _intervals(df)),
+                ("Paired comparison with the best baseline", _paired(comparisons)),
+                ("Threshold choice", _thresholds(df)), ("Calibration", _calibration(df))]
+    return [
+        ("Summary", _summary(df, sum(n.warning for n in notes), comparisons)),
+        ("Runs", [_main_table(df), *_sample_sizes(df), _runs_note(df)]),
+        *([("Failed runs", [failed])] if failed else []),
+        *[(heading, blocks) for heading, blocks in optional if blocks],
+        ("Best run per architecture (by validation TSS)", [_best_per_architecture(df)]),
+        ("Compared with the study", _study_comparison(df)),
+        ("Notes", notes),
+    ]
+
+
+# --------------------------------------------------------------------------- public API
+
+def runs_table_markdown(runs) -> str:
+    """The main table (one row per run, every test score and the validation TSS) as Markdown.
+
+    Parameters
+    ----------
+    runs : DataFrame (or anything ``pandas.DataFrame`` accepts) with one row per run; see
+        :func:`build_report` for the columns. Missing columns and NaN show as "–".
+    """
+    return _md_table(_main_table(_normalise(runs)))
+
+
+def build_report(runs, *, figures: Iterable[tuple[str | PathLike[str], str]] | Mapping = (),
+                 meta: Mapping[str, object] | None = None, out_dir: str | PathLike[str],
+                 comparisons: pd.DataFrame | None = None) -> ReportPaths:
+    """Write ``report.md`` and a self-contained ``report.html`` comparing runs and baselines.
+
+    Parameters
+    ----------
+    runs : one row per run. Columns used (any may be missing; missing values show as "–"):
+        ``run_id``, ``name``, ``architecture``, ``kind`` ("model" or "baseline"), ``status``
+        ("FINISHED", "FAILED", ...), ``config`` (short description), ``val_<m>`` and
+        ``test_<m>`` for m in tss, hss2, precision, recall, f1, accuracy, roc_auc, pr_auc,
+        brier, bss; ``threshold``, ``threshold_metric`` ("tss", "hss2", or "" for a fixed
+        threshold), ``calibrated`` and ``split_leaky`` (booleans, or their strings as MLflow
+        returns them), ``class_weighted`` (optional boolean; when absent every uncalibrated
+        run is warned about), ``n_train``, ``n_val``, ``n_test``, ``pcc`` and ``pcc_125``
+        (fractions; values above 1 are read as percentages). Optional verification columns:
+        ``reweighting`` and ``calibration`` (text), ``test_<m>_ci_low``/``_ci_high``,
+        ``ci_level``, ``ci_resampling``; ``test_brier_uncalibrated``, ``test_bss_uncalibrated``;
+        ``ref_test_optimal_tss`` and ``ref_test_optimal_threshold``; for rotated runs
+        ``n_folds``, ``test_<m>_sd``, ``test_tss_fold<k>`` and ``pooled_test_<m>`` with intervals.
+    figures : ``(path, caption)`` pairs, or a mapping path -> caption, of image files (PNG).
+        Linked relatively from the Markdown; embedded as base64 in the HTML.
+    meta : shown at the top in order, e.g. experiment, data source, data content hash, date;
+        the key ``title`` becomes the page title.
+    out_dir : folder to write into (created if needed).
+    comparisons : paired comparisons with the best baseline, one row per model: ``name``,
+        ``baseline``, and for m in tss, hss2, pr_auc ``<m>_difference``, ``<m>_low``,
+        ``<m>_high``, ``<m>_p_first_better``; ``error`` (text) when not comparable
+        (see :func:`flareseq.experiments.report.compare_with_best_baseline`).
+
+    Returns
+    -------
+    ReportPaths with the paths of the two files.
+    """
+    df = _normalise(runs)
+    meta = dict(meta or {})
+    title = str(meta.pop("title", None) or "flareseq report")
+    figure_list = _figure_list(figures)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections = _document(df, comparisons)
+    paths = ReportPaths(out_dir / "report.md", out_dir / "report.html")
+    paths.markdown.write_text(_render_markdown(title, meta, sections, figure_list, out_dir), encoding="utf-8")
+    paths.html.write_text(_render_html(title, meta, sections, figure_list), encoding="utf-8")
+    return paths
