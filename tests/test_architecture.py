@@ -21,6 +21,7 @@ LAYERS = (
     ("flareseq.training",),
     ("flareseq.reporting",),
     ("flareseq.experiments",),
+    ("flareseq.forecasting",),  # forecasts for today's regions, the forecast service
     ("flareseq.cli", "flareseq.demo", "flareseq.__main__"),
 )
 

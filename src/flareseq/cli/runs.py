@@ -245,34 +245,10 @@ def cmd_ui(args) -> int:
 # -- helpers -------------------------------------------------------------------------------
 def _load_forecaster(args):
     """A run's forecaster from a saved folder, a run id or a run name."""
-    from flareseq.experiments.report import resolve_run_id
-    from flareseq.experiments.tracking import resolve_tracking_uri, use_tracking_uri
-    from flareseq.training.forecaster import Forecaster
+    from flareseq.experiments.run_models import load_forecaster
 
-    folder = Path(args.run)
-    if folder.is_dir():
-        found = next(iter(sorted(folder.rglob("forecaster.json"))), None)
-        if found is None:
-            raise FlareseqError(f"{folder}: no saved flareseq model (forecaster.json) inside.")
-        return Forecaster.load(found.parent)
-    import mlflow
-
-    uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
-    use_tracking_uri(uri)
-    run_id = resolve_run_id(mlflow.MlflowClient(uri), args.run, args.experiment, uri,
-                            hint="or give a saved model folder")
-    run = mlflow.get_run(run_id)
-    if run.data.tags.get("flareseq.role") == "rotation":
-        raise FlareseqError(
-            f"run {args.run!r} is a {run.data.tags.get('flareseq.cv', 'K')}-fold rotation, made to verify a "
-            f"configuration: it holds no single model. Use one fold's run (e.g. '{run.info.run_name}/fold1'), or "
-            "train the configuration once without data.cv to forecast with it."
-        )
-    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model"))
-    found = next(iter(sorted(local.rglob("forecaster.json"))), None)
-    if found is None:
-        raise FlareseqError(f"run {run_id} logged no flareseq model (its tracking.log_model was off?).")
-    return Forecaster.load(found.parent)
+    return load_forecaster(args.run, experiment=args.experiment, tracking_uri=args.tracking_uri,
+                           output_dir=args.output_dir)
 
 
 def _print_scores(scores: dict) -> None:
