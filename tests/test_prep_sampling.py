@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 
 from flareseq.data.dataset import FlareDataset, empty_meta
 from flareseq.data.sampling import sample_folds, sample_fraction
-from flareseq.data.summary import SUMMARY_KEYS, pcc, pcc_125, summarize
+from flareseq.data.summary import SUMMARY_KEYS, proportion_chance_criterion, summarize
 from flareseq.data.synthetic import synthetic_dataset
 from flareseq.errors import ConfigError, NotFittedError
+from flareseq.evaluation.metrics import proportion_chance_criterion as pcc
 from flareseq.prep.missing import MissingValues, interpolate_in_time
 
 
@@ -80,24 +81,27 @@ def test_drop_policy_counts_what_it_drops(data):
 
 def test_pcc_is_the_sum_of_squared_class_shares():
     y = np.array([0, 0, 0, 1], np.int8)
-    assert pcc(y) == 0.75**2 + 0.25**2 == 0.625 and pcc_125(y) == 1.25 * 0.625
+    assert pcc(y) == 0.75**2 + 0.25**2 == 0.625 == proportion_chance_criterion(3, 1)
     # the study's fold-1 counts (19,347 negative vs 3,738 positive) give 72.86 %; its
     # reported 72.38 % corresponds to a positive share of 16.55 % (other counts than quoted)
     y = np.r_[np.zeros(19347), np.ones(3738)].astype(np.int8)
     assert pcc(y) == pytest.approx(0.72859, abs=1e-5)
-    assert pcc(np.full(4, -1, np.int8)) is None and pcc(None) is None
-    assert pcc(np.array([1, 0, -1, -1], np.int8)) == 0.5  # unlabelled samples do not count
+    assert np.isnan(proportion_chance_criterion(0, 0))  # one definition: NaN when nothing is labelled
+    unlabelled = FlareDataset(X=np.zeros((4, 1, 1), np.float32), y=np.array([1, 0, -1, -1], np.int8),
+                              ids=np.arange(4).astype(str), feature_names=("a",), meta=empty_meta(4))
+    assert summarize(unlabelled)["pcc"] == 0.5  # unlabelled samples do not count
+    assert summarize(unlabelled.subset(np.array([2, 3])))["pcc"] is None  # JSON null, not NaN
 
 
 @settings(max_examples=50, deadline=None)
 @given(st.integers(0, 500), st.integers(0, 500))
 def test_pcc_is_between_half_and_one(n0, n1):
-    y = np.r_[np.zeros(n0), np.ones(n1)].astype(np.int8)
-    value = pcc(y)
+    value = proportion_chance_criterion(n0, n1)
     if n0 + n1 == 0:
-        assert value is None
+        assert np.isnan(value)
     else:
         assert 0.5 <= value <= 1.0 and (value == 1.0) == (n0 == 0 or n1 == 0)
+        assert value == pcc(np.r_[np.zeros(n0), np.ones(n1)].astype(np.int8))
 
 
 def test_summary_has_exactly_the_documented_keys(data):

@@ -191,14 +191,9 @@ def summarize_paths(paths: Sequence[str | PathLike[str]], *, on_error: str = "ra
 
 
 def _with_pcc(figures: dict) -> dict:
-    labelled = figures["n_positive"] + figures["n_negative"]
-    if labelled:
-        p = figures["n_positive"] / labelled
-        figures["pcc"] = float(p**2 + (1 - p) ** 2)
-        figures["pcc_125"] = 1.25 * figures["pcc"]
-    else:
-        figures["pcc"] = figures["pcc_125"] = None
-    return figures
+    from flareseq.data.summary import pcc_figures
+
+    return {**figures, **pcc_figures(figures["n_negative"], figures["n_positive"])}
 
 
 def __getattr__(name: str):

@@ -12,12 +12,13 @@ short keys (``tss``, ``hss2``, ...) for tables, histories and MLflow.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
 
+from flareseq.data import summary
 from flareseq.errors import ConfigError, FlareseqError
+from flareseq.evaluation import curves
 
 
 class ConfusionCounts(NamedTuple):
@@ -52,10 +53,6 @@ def _probs(p: np.ndarray, n: int) -> np.ndarray:
     return p
 
 
-def _ratio(num: float, den: float) -> float:
-    return float(num) / den if den else float("nan")
-
-
 def confusion_counts(y_true, y_pred) -> ConfusionCounts:
     """Counts of hits (tp), false alarms (fp), misses (fn) and correct rejections (tn)."""
     t = _labels(y_true, "y_true")
@@ -68,38 +65,35 @@ def confusion_counts(y_true, y_pred) -> ConfusionCounts:
     return ConfusionCounts(tp, fp, fn, int(t.size - tp - fp - fn))
 
 
-def _counts(y_true, y_pred) -> ConfusionCounts:
-    return y_true if isinstance(y_true, ConfusionCounts) else confusion_counts(y_true, y_pred)
+def _table_score(name: str, y_true, y_pred) -> float:
+    c = y_true if isinstance(y_true, ConfusionCounts) else confusion_counts(y_true, y_pred)
+    return float(curves.TABLE_SCORES[name](c.tp, c.fp, c.fn, c.tn))
 
 
 def accuracy(y_true, y_pred=None) -> float:
     """(TP + TN) / N. Misleading under imbalance: always "no" scores the base rate's complement."""
-    c = _counts(y_true, y_pred)
-    return _ratio(c.tp + c.tn, c.n)
+    return _table_score("accuracy", y_true, y_pred)
 
 
 def precision(y_true, y_pred=None) -> float:
     """TP / (TP + FP), the share of forecast events that happened; NaN with no "yes" forecast."""
-    c = _counts(y_true, y_pred)
-    return _ratio(c.tp, c.tp + c.fp)
+    return _table_score("precision", y_true, y_pred)
 
 
 def recall(y_true, y_pred=None) -> float:
     """TP / (TP + FN), probability of detection (hit rate); NaN with no events."""
-    c = _counts(y_true, y_pred)
-    return _ratio(c.tp, c.tp + c.fn)
+    return _table_score("recall", y_true, y_pred)
 
 
 def false_alarm_rate(y_true, y_pred=None) -> float:
     """FP / (FP + TN), probability of false detection; NaN with no non-events."""
-    c = _counts(y_true, y_pred)
-    return _ratio(c.fp, c.fp + c.tn)
+    c = y_true if isinstance(y_true, ConfusionCounts) else confusion_counts(y_true, y_pred)
+    return float(curves.false_alarm_rate(c.tp, c.fp, c.fn, c.tn))
 
 
 def f1_score(y_true, y_pred=None) -> float:
     """2 TP / (2 TP + FP + FN), the harmonic mean of precision and recall."""
-    c = _counts(y_true, y_pred)
-    return _ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn)
+    return _table_score("f1", y_true, y_pred)
 
 
 def true_skill_statistic(y_true, y_pred=None) -> float:
@@ -110,8 +104,7 @@ def true_skill_statistic(y_true, y_pred=None) -> float:
     perfect forecast, 0 for any constant or random one. NaN without both events and
     non-events.
     """
-    c = _counts(y_true, y_pred)
-    return _ratio(c.tp, c.tp + c.fn) - _ratio(c.fp, c.fp + c.tn)
+    return _table_score("tss", y_true, y_pred)
 
 
 def heidke_skill_score(y_true, y_pred=None) -> float:
@@ -121,49 +114,32 @@ def heidke_skill_score(y_true, y_pred=None) -> float:
     used in flare forecasting by Bloomfield et al. (2012). Depends on the event rate. NaN
     when the denominator is zero (e.g. no events and no "yes" forecasts).
     """
-    c = _counts(y_true, y_pred)
-    num = 2.0 * (c.tp * c.tn - c.fn * c.fp)
-    den = float(c.tp + c.fn) * (c.fn + c.tn) + float(c.tp + c.fp) * (c.fp + c.tn)
-    return _ratio(num, den)
+    return _table_score("hss2", y_true, y_pred)
 
 
 def roc_auc(y_true, y_prob) -> float:
-    """Area under the ROC curve (probability a random event outranks a random non-event;
-    ties count one half; Hanley & McNeil 1982). NaN without both classes."""
+    """Area under the ROC curve (scikit-learn's ``roc_auc_score``: a random event outranks a
+    random non-event, ties count one half). NaN without both classes."""
     t = _labels(y_true, "y_true")
     p = _probs(y_prob, t.size)
-    n_pos = int(t.sum())
-    n_neg = t.size - n_pos
-    if not n_pos or not n_neg:
+    if t.all() or not t.any():
         return float("nan")
-    # Mann-Whitney U with average ranks for ties.
-    order = np.argsort(p, kind="mergesort")
-    ranks = np.empty(t.size, dtype=np.float64)
-    sorted_p = p[order]
-    _, first, counts = np.unique(sorted_p, return_index=True, return_counts=True)
-    avg = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[t].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(t, p))
 
 
 def average_precision(y_true, y_prob) -> float:
-    """PR-AUC as average precision: sum over thresholds of (R_k - R_{k-1}) P_k, the step-wise
-    area under the precision-recall curve without interpolation (as scikit-learn's
-    ``average_precision_score``). Its no-skill value is the event rate. NaN with no events."""
+    """PR-AUC as average precision (scikit-learn's ``average_precision_score``: the step-wise
+    area under the precision-recall curve, without interpolation). Its no-skill value is the
+    event rate. NaN with no events."""
     t = _labels(y_true, "y_true")
     p = _probs(y_prob, t.size)
-    n_pos = int(t.sum())
-    if not n_pos:
+    if not t.any():
         return float("nan")
-    order = np.argsort(-p, kind="mergesort")
-    p_sorted, t_sorted = p[order], t[order]
-    # Thresholds at distinct scores: keep the last index of each run of equal scores.
-    last = np.r_[np.flatnonzero(np.diff(p_sorted)), t.size - 1]
-    tp = np.cumsum(t_sorted)[last]
-    fp = (last + 1) - tp
-    prec = tp / (tp + fp)
-    rec = tp / n_pos
-    return float(np.sum(np.diff(np.r_[0.0, rec]) * prec))
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score(t, p))
 
 
 def brier_score(y_true, y_prob) -> float:
@@ -182,19 +158,20 @@ def brier_skill_score(y_true, y_prob, climatology: float) -> float:
     if not 0.0 <= climatology <= 1.0:
         raise ConfigError(f"climatology must be a base rate in [0, 1], got {climatology}.")
     t = _labels(y_true, "y_true")
-    reference = brier_score(t.astype(np.int8), np.full(t.size, climatology))
-    return 1.0 - _ratio(brier_score(t.astype(np.int8), y_prob), reference) if reference else float("nan")
+    p = _probs(y_prob, t.size)
+    if not t.size:
+        return float("nan")
+    return float(curves.brier_skill(np.sum((p - t) ** 2), np.sum((climatology - t) ** 2)))
 
 
 def proportion_chance_criterion(y_true) -> float:
     """PCC = sum of squared class shares, the accuracy expected by chance when guessing with
     the class proportions (Morrison 1969); the study used it, and 1.25 x PCC as the bar an
-    accuracy must clear (Hair et al.). NaN for no samples."""
+    accuracy must clear (Hair et al.). NaN for no samples. Note that 1.25 x PCC can exceed 1
+    on imbalanced data (at a 5 % event rate PCC is 0.905): then no accuracy can clear it."""
     t = _labels(y_true, "y_true")
-    if not t.size:
-        return float("nan")
-    share = t.mean()
-    return float(share**2 + (1 - share) ** 2)
+    n_pos = int(t.sum())
+    return summary.proportion_chance_criterion(t.size - n_pos, n_pos)
 
 
 def all_scores(y_true, y_prob, *, threshold: float = 0.5, climatology: float | None = None) -> dict[str, float]:
@@ -230,7 +207,7 @@ def all_scores(y_true, y_prob, *, threshold: float = 0.5, climatology: float | N
     }
 
 
-_THRESHOLD_METRICS: Mapping[str, object] = {"tss": true_skill_statistic, "hss2": heidke_skill_score}
+_THRESHOLD_METRICS = ("tss", "hss2")
 
 
 def choose_threshold(y_val, p_val, metric: str = "tss") -> float:
@@ -245,22 +222,9 @@ def choose_threshold(y_val, p_val, metric: str = "tss") -> float:
         raise ConfigError(f"threshold metric must be one of {list(_THRESHOLD_METRICS)}, got {metric!r}.")
     t = _labels(y_val, "y_val")
     p = _probs(p_val, t.size)
-    n_pos = int(t.sum())
-    n_neg = t.size - n_pos
-    if not n_pos or not n_neg:
+    if t.all() or not t.any():
         return 0.5
-    order = np.argsort(-p, kind="mergesort")
-    p_sorted, t_sorted = p[order], t[order]
-    last = np.r_[np.flatnonzero(np.diff(p_sorted)), t.size - 1]
-    tp = np.cumsum(t_sorted)[last].astype(np.float64)
-    fp = (last + 1) - tp
-    fn = n_pos - tp
-    tn = n_neg - fp
-    if metric == "tss":
-        score = tp / n_pos - fp / n_neg
-    else:
-        den = (tp + fn) * (fn + tn) + (tp + fp) * (fp + tn)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            score = np.where(den > 0, 2 * (tp * tn - fn * fp) / den, -np.inf)
-    best = np.flatnonzero(score == score.max())
-    return float(p_sorted[last[best[0]]])
+    counts = curves.counts_by_threshold(t, p)
+    score = curves.TABLE_SCORES[metric](counts.tp, counts.fp, counts.fn, counts.tn)
+    score = np.where(np.isnan(score), -np.inf, score)
+    return float(counts.thresholds[int(np.argmax(score))])

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from flareseq.errors import ConfigError, FlareseqError
+from flareseq.evaluation import curves
 
 INTERVAL_METRICS = ("tss", "hss2", "precision", "recall", "f1", "accuracy", "roc_auc", "pr_auc", "brier", "bss")
 PAIRED_METRICS = ("tss", "hss2", "pr_auc")
@@ -136,7 +137,9 @@ def _check_bootstrap(n_boot: int, level: float) -> None:
 
 # -- scoring many resamples at once ---------------------------------------------------------
 class _Scorer:
-    """Scores of one forecast under region multiplicities ``M`` of shape ``(b, n_groups)``."""
+    """Scores of one forecast under region multiplicities ``M`` of shape ``(b, n_groups)``:
+    the 2x2 counts per region at the fixed threshold, and the curve primitive weighted by
+    each sample's region multiplicity for the ranked scores."""
 
     def __init__(self, y: np.ndarray, p: np.ndarray, t: np.ndarray, codes: np.ndarray, climatology):
         n_groups = int(codes.max()) + 1 if codes.size else 0
@@ -149,62 +152,30 @@ class _Scorer:
         self.squared_error = per_group((p - y) ** 2)
         self.clim_error = None if climatology is None else per_group((np.asarray(climatology, np.float64) - y) ** 2)
         self.size = per_group(np.ones(y.size))
-        order = np.argsort(-p, kind="mergesort")
-        self.order_codes = codes[order]
-        self.order_y = y[order]
-        # The last position of each run of equal probabilities: one ROC/PR point per distinct score.
-        self.last = np.r_[np.flatnonzero(np.diff(p[order])), p.size - 1] if p.size else np.empty(0, np.int64)
+        self.y, self.p, self.codes = y, p, codes
 
     def scores(self, M: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         tp, fp, fn, tn = (M @ cell for cell in self.cells)
         out: dict[str, np.ndarray] = {}
-        with np.errstate(invalid="ignore", divide="ignore"):
-            n = tp + fp + fn + tn
-            rates = {"recall": tp / (tp + fn), "fpr": fp / (fp + tn)}
-            table = {
-                "tss": lambda: rates["recall"] - rates["fpr"],
-                "hss2": lambda: 2 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn)),
-                "precision": lambda: tp / (tp + fp),
-                "recall": lambda: rates["recall"],
-                "f1": lambda: 2 * tp / (2 * tp + fp + fn),
-                "accuracy": lambda: (tp + tn) / n,
-                "brier": lambda: (M @ self.squared_error) / (M @ self.size),
-                "bss": self._bss(M),
-            }
-            ranked = [m for m in names if m in ("roc_auc", "pr_auc")]
-            if ranked:
-                out.update(self._ranked(M, ranked))
-            for name in names:
-                if name not in out:
-                    if name not in table:
-                        raise ConfigError(f"no bootstrap for metric {name!r}; choose from {list(INTERVAL_METRICS)}.")
-                    out[name] = np.asarray(table[name](), dtype=np.float64)
-        return out
-
-    def _bss(self, M):
-        def bss():
-            if self.clim_error is None:
-                return np.full(M.shape[0], np.nan)
-            reference = M @ self.clim_error
-            return np.where(reference > 0, 1 - (M @ self.squared_error) / reference, np.nan)
-        return bss
-
-    def _ranked(self, M: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
-        w = M[:, self.order_codes]  # (b, n): each sample weighted by its region's multiplicity
-        tp = np.cumsum(w * self.order_y, axis=1)[:, self.last]
-        fp = np.cumsum(w * ~self.order_y, axis=1)[:, self.last]
-        n_pos, n_neg = tp[:, -1:], fp[:, -1:]
-        out = {}
-        if "roc_auc" in names:
-            tpr = np.concatenate([np.zeros_like(n_pos), tp / n_pos], axis=1)
-            fpr = np.concatenate([np.zeros_like(n_neg), fp / n_neg], axis=1)
-            # The trapezoid over distinct scores counts a tied pair one half (Mann-Whitney).
-            auc = np.sum(np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]) / 2, axis=1)
-            out["roc_auc"] = np.where((n_pos[:, 0] > 0) & (n_neg[:, 0] > 0), auc, np.nan)
-        if "pr_auc" in names:
-            recall_steps = np.diff(np.concatenate([np.zeros_like(n_pos), tp], axis=1), axis=1) / n_pos
-            precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
-            out["pr_auc"] = np.where(n_pos[:, 0] > 0, np.sum(recall_steps * precision, axis=1), np.nan)
+        ranked = [m for m in names if m in ("roc_auc", "pr_auc")]
+        if ranked:
+            counts = curves.counts_by_threshold(self.y, self.p, weights=M[:, self.codes])
+            if "roc_auc" in ranked:
+                out["roc_auc"] = curves.roc_area(counts)
+            if "pr_auc" in ranked:
+                out["pr_auc"] = curves.average_precision_area(counts)
+        for name in names:
+            if name in out:
+                continue
+            if name in curves.TABLE_SCORES:
+                out[name] = np.asarray(curves.TABLE_SCORES[name](tp, fp, fn, tn), dtype=np.float64)
+            elif name == "brier":
+                out[name] = curves.divide(M @ self.squared_error, M @ self.size)
+            elif name == "bss":
+                out[name] = (np.full(M.shape[0], np.nan) if self.clim_error is None
+                             else curves.brier_skill(M @ self.squared_error, M @ self.clim_error))
+            else:
+                raise ConfigError(f"no bootstrap for metric {name!r}; choose from {list(INTERVAL_METRICS)}.")
         return out
 
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from flareseq.data.dataset import FlareDataset
 from flareseq.data.sampling import sample_fraction
-from flareseq.data.summary import pcc, pcc_125
 from flareseq.errors import ConfigError, FlareseqWarning
+from flareseq.evaluation import metrics
 from flareseq.experiments.config import DataConfig, PrepConfig, RunConfig
 from flareseq.prep.layout import apply_layout
 from flareseq.prep.missing import MissingValues
@@ -215,8 +215,8 @@ def prepare_parts(parts: dict[str, FlareDataset], split: Split, source: Source, 
     for name, part in parts.items():
         facts[f"n_{name}"] = part.n_samples
         facts[f"n_{name}_positive"] = part.n_positive
-    facts["pcc"] = pcc(parts["test"].y)
-    facts["pcc_125"] = pcc_125(parts["test"].y)
+    facts["pcc"] = metrics.proportion_chance_criterion(parts["test"].y)
+    facts["pcc_125"] = 1.25 * facts["pcc"]
     facts["base_rate"] = float(parts["train"].y.mean()) if parts["train"].n_samples else float("nan")
     return RunData(train=parts["train"], validation=parts["validation"], test=parts["test"], split=split,
                    source=source, missing=forecast_missing, facts=facts)
