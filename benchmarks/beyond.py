@@ -44,7 +44,7 @@ SCORES = ("tss", "hss2", "bss", "roc_auc", "recall", "precision")
 IMBALANCE = {
     "unweighted": {"training.class_weight": {}},
     "focal": {"training.class_weight": {}, "training.loss": "focal", "training.focal_gamma": 2.0},
-    "balanced-sampling": {"training.class_weight": {}, "training.sampling": "balanced"},
+    "balanced-sampling": {"training.class_weight": {}, "training.batching": "balanced"},
 }
 
 
@@ -91,7 +91,7 @@ def evaluate(plan, source, seed: int, echo) -> list[dict]:
         data = prepared[key]
         started = time.process_time()
         forecaster, _, _, scores = fit_and_score(config, data, progress=False)
-        estimator = forecaster.estimator
+        estimator = forecaster.classifier
         history = getattr(estimator, "history_", None) or {}
         row = {"model": label, "kind": kind, "seed": seed, "epochs": len(history.get("loss", [])) or None,
                "n_parameters": count_unique_parameters(estimator.model_) if kind == "model" else None,

@@ -15,7 +15,7 @@ Stages, each timed, each in a child process whose whole process tree's RSS is sa
 2. **train**: the user's path for one run, ``lstm`` (the study's basic LSTM, dropout and
    recurrent dropout 0.2) trained for one epoch on **all** of fold 1 with fold 2 as
    validation: ``flareseq.experiments.rundata.load_source`` (the whole store), ``prepare_run_data``
-   (split by fold, missing values fitted on fold 1), ``forecaster.build_estimator`` and
+   (split by fold, missing values fitted on fold 1), ``experiments.single.build_classifier`` and
    ``fit`` (z-score fitted on fold 1, one epoch of RMSprop at batch 128, validation
    predictions, threshold chosen on fold 2). The training history gives the epoch's
    seconds and ``data_seconds``, the time the loop spent gathering and copying batches:
@@ -96,7 +96,7 @@ import json, os, sys, time
 if __name__ == "__main__":
     store, threads = sys.argv[1], int(sys.argv[2])
     from flareseq.experiments.config import RunConfig
-    from flareseq.experiments.single import build_estimator
+    from flareseq.experiments.single import build_classifier
     from flareseq.experiments.rundata import load_source, prepare_run_data
     config = RunConfig().with_overrides({"data.path": store, "model.name": "lstm", "training.epochs": 1,
                                          "training.n_threads": threads})
@@ -106,8 +106,8 @@ if __name__ == "__main__":
     run = prepare_run_data(config, source)
     del source
     t2 = time.perf_counter()
-    estimator = build_estimator(config)
-    estimator.fit(run.train.X, run.train.y, X_val=run.validation.X, y_val=run.validation.y)
+    estimator = build_classifier(config)
+    estimator.fit(run.train, X_val=run.validation)
     t3 = time.perf_counter()
     c1 = os.times()
     h = estimator.history_

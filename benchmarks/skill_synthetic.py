@@ -45,9 +45,7 @@ def main(argv=None) -> int:
 
     from flareseq.data.synthetic import synthetic_dataset
     from flareseq.models import count_unique_parameters
-    from flareseq.prep.missing import MissingValues
-    from flareseq.prep.scaling import Scaler
-    from flareseq.training.baselines import BASELINES, make_baseline
+    from flareseq.training.baselines import BASELINES
     from flareseq.training.estimator import FlareClassifier
 
     torch.set_num_threads(args.threads)
@@ -55,28 +53,27 @@ def main(argv=None) -> int:
     data = synthetic_dataset(args.n_samples, seed=args.seed)
     fold = data.meta["fold"].to_numpy()
     train, val, test = (data.subset(fold == k) for k in (1, 2, 3))
-    missing = MissingValues("interpolate").fit(train)
-    train, val, test = (missing.transform(d) for d in (train, val, test))
-    scaler = Scaler(signed_log=True).fit(train.X, train.feature_names)
-    (Xtr, ytr), (Xva, yva), (Xte, yte) = ((scaler.transform(d.X), d.y) for d in (train, val, test))
-    print(f"synthetic data: {len(Xtr)} train / {len(Xva)} validation / {len(Xte)} test samples, event rates "
+    # every model fills missing values and scales (signed log, z-score) with its own preparation,
+    # fitted on the training part
+    (Xtr, ytr), (Xva, yva), (Xte, yte) = ((d, d.y) for d in (train, val, test))
+    print(f"synthetic data: {Xtr.n_samples} train / {Xva.n_samples} validation / {Xte.n_samples} test samples, event rates "
           f"{ytr.mean():.3f} / {yva.mean():.3f} / {yte.mean():.3f} ({time.perf_counter() - t0:.1f} s to prepare)",
           file=sys.stderr)
 
-    class_weight = {"none": None, "balanced": "balanced", "study": {0: 1, 1: 5}}[args.class_weight]
+    class_weight = {"none": {}, "balanced": "balanced", "study": {0: 1, 1: 5}}[args.class_weight]
     rows = []
     for name in BASELINES:
         t = time.perf_counter()
-        model = make_baseline(name, threshold_metric="tss").fit(Xtr, ytr, X_val=Xva, y_val=yva)
+        model = FlareClassifier(name, scaler="signed-log", progress=False).fit(Xtr, X_val=Xva)
         rows.append({"model": name, "kind": "baseline", "n_parameters": None, "epochs": None,
                      "fit_seconds": time.perf_counter() - t, **model.scores(Xte, yte)})
     for name in args.models:
         t = time.perf_counter()
         model = FlareClassifier(
             name, epochs=args.epochs, batch_size=args.batch_size, class_weight=class_weight, early_stopping=True,
-            patience=args.patience, monitor="val_tss", threshold_metric="tss", scaler=None,
+            patience=args.patience, monitor="val_tss", threshold_metric="tss", scaler="signed-log",
             random_state=args.random_state, progress=sys.stderr.isatty(),
-        ).fit(Xtr, ytr, X_val=Xva, y_val=yva)
+        ).fit(Xtr, X_val=Xva)
         rows.append({"model": name, "kind": "lstm", "n_parameters": count_unique_parameters(model.model_),
                      "epochs": len(model.history_["loss"]), "fit_seconds": time.perf_counter() - t,
                      **model.scores(Xte, yte)})
@@ -92,7 +89,7 @@ def main(argv=None) -> int:
               f"{r['threshold']:>6.3f} {r['fit_seconds']:>6.1f}")
     keys = ("tss", "hss2", "bss", "roc_auc", "pr_auc", "recall", "precision", "accuracy", "threshold", "fit_seconds")
     result = {
-        "n_train": int(len(Xtr)), "n_val": int(len(Xva)), "n_test": int(len(Xte)),
+        "n_train": int(Xtr.n_samples), "n_val": int(Xva.n_samples), "n_test": int(Xte.n_samples),
         "test_event_rate": float(yte.mean()), "seconds": round(time.perf_counter() - t0, 1),
         "models": {r["model"]: {k: None if r[k] != r[k] else round(float(r[k]), 4) for k in keys} for r in rows},
     }

@@ -132,7 +132,7 @@ def evaluate_split(runs, source, split: dict, *, seed: int, with_baselines: bool
     for kind, config in plan:
         started = time.process_time()
         forecaster, _, _, scores = fit_and_score(config, data, progress=progress)
-        estimator = forecaster.estimator
+        estimator = forecaster.classifier
         history = getattr(estimator, "history_", None) or {}
         row = {
             "model": config.model.name, "kind": kind, "seed": seed,

@@ -26,16 +26,16 @@ HERE = Path(__file__).resolve().parent
 # id -> (what it is, overrides of experiments/smarp.toml, which trains without class weights or signed-log)
 VARIANTS = {
     "first": ("the file's first settings: balanced class weights, signed-log",
-              ["training.class_weight=balanced", "prep.signed_log=true"]),
+              ["training.class_weight=balanced", "prep.scaler=signed-log"]),
     "first-tss": ("first + early stopping on validation TSS",
-                  ["training.class_weight=balanced", "prep.signed_log=true", "training.monitor=val_tss"]),
-    "unweighted": ("no class weights (signed-log kept)", ["prep.signed_log=true"]),
-    "unweighted-tss": ("no class weights + stop on val TSS", ["prep.signed_log=true", "training.monitor=val_tss"]),
+                  ["training.class_weight=balanced", "prep.scaler=signed-log", "training.monitor=val_tss"]),
+    "unweighted": ("no class weights (signed-log kept)", ["prep.scaler=signed-log"]),
+    "unweighted-tss": ("no class weights + stop on val TSS", ["prep.scaler=signed-log", "training.monitor=val_tss"]),
     "hidden64": ("... + hidden size 64",
-                 ["prep.signed_log=true", "training.monitor=val_tss", "model.params={hidden_size=64}"]),
-    "patience10": ("... + patience 10", ["prep.signed_log=true", "training.monitor=val_tss", "training.patience=10"]),
+                 ["prep.scaler=signed-log", "training.monitor=val_tss", "model.params={hidden_size=64}"]),
+    "patience10": ("... + patience 10", ["prep.scaler=signed-log", "training.monitor=val_tss", "training.patience=10"]),
     "focal-tss": ("focal loss + stop on val TSS",
-                  ["prep.signed_log=true", "training.monitor=val_tss", "training.loss=focal"]),
+                  ["prep.scaler=signed-log", "training.monitor=val_tss", "training.loss=focal"]),
     "unweighted-tss-nolog": ("no class weights + stop on val TSS, no signed-log", ["training.monitor=val_tss"]),
     "chosen": ("chosen: no class weights, no signed-log (experiments/smarp.toml)", []),
 }

@@ -109,11 +109,13 @@ class TorchRunner:
         import torch
 
         from flareseq.models import build_model
-        from flareseq.training.loop import TrainSettings, train_model
+        from flareseq.training.loop import train_model
+        from flareseq.training.settings import TrainingSettings
 
         torch.manual_seed(0)
         self.model = build_model(name, self.X.shape[2], {"recurrent_dropout": recurrent_dropout})
-        self.settings = TrainSettings(epochs=1, batch_size=self.args.batch_size)
+        self.settings = TrainingSettings(epochs=1, batch_size=self.args.batch_size, early_stopping=False,
+                                         threshold_metric="")
         n = 2 * self.args.batch_size
         train_model(self.model, self.X[:n], self.y[:n], settings=self.settings, progress=False)
         self.repeat = 0

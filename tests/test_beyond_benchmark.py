@@ -28,7 +28,7 @@ def test_beyond_benchmark_quick_run(capsys):
     assert code == 0
     out = capsys.readouterr().out
     result = json.loads(out.strip().splitlines()[-1].removeprefix("RESULT "))
-    expected = {"climatology", "logistic-summary", "gboost-summary", "lstm", "lstm unweighted", "lstm focal",
+    expected = {"climatology", "logistic-last", "logistic-summary", "gboost-last", "gboost-summary", "lstm", "lstm unweighted", "lstm focal",
                 "lstm balanced-sampling", "minirocket"}
     assert set(result["models"]) == expected
     assert result["models"]["climatology"]["tss"] == 0.0

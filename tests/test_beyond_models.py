@@ -184,7 +184,8 @@ def test_minirocket_fitted_state_survives_save_and_load(tmp_path):
     rng = np.random.default_rng(6)
     X = rng.normal(size=(40, 36, 3)).astype(np.float32)
     y = (X[:, -5:, 0].mean(axis=1) > 0).astype(np.int8)
-    clf = FlareClassifier("minirocket", {"n_ppv_features": 336}, epochs=2, batch_size=16, progress=False).fit(X, y)
+    clf = FlareClassifier("minirocket", {"n_ppv_features": 336}, epochs=2, batch_size=16, progress=False,
+                          threshold_metric="", early_stopping=False).fit(X, y)
     assert bool(clf.model_.fitted) and clf.model_.features_per_dilation.count_nonzero() > 1
     clf.save(tmp_path / "m")
     loaded = FlareClassifier.load(tmp_path / "m", device="cpu")

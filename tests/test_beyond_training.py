@@ -9,16 +9,14 @@ import torch
 from torch import nn
 
 from flareseq.errors import ConfigError, FlareseqError
-from flareseq.experiments.config import RunConfig
-from flareseq.experiments.single import build_estimator
 from flareseq.training.estimator import FlareClassifier
-from flareseq.training.loop import (
-    BatchSampler,
-    TrainSettings,
-    make_optimizer,
-    train_model,
-    weighted_loss,
-)
+from flareseq.training.loop import BatchSampler, train_model, weighted_loss
+from flareseq.training.optim import make_optimizer
+from flareseq.training.settings import TrainingSettings
+
+
+def TrainSettings(**changes):  # noqa: N802 - the loop's settings without validation-based choices
+    return TrainingSettings(**{"early_stopping": False, "threshold_metric": "", **changes})
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -33,7 +31,7 @@ def _labels(n=200, n_pos=20):
 @pytest.mark.parametrize("batch_size", [16, 15])
 def test_balanced_batches_hold_half_flares(batch_size):
     y = _labels()
-    sampler = BatchSampler(y, TrainSettings(batch_size=batch_size, sampling="balanced"), np.random.default_rng(1))
+    sampler = BatchSampler(y, TrainSettings(batch_size=batch_size, batching="balanced"), np.random.default_rng(1))
     batches = list(sampler.epoch())
     assert len(batches) == sampler.n_steps() == int(np.ceil(200 / batch_size))  # the usual number of steps
     for index in batches:
@@ -46,7 +44,7 @@ def test_balanced_batches_hold_half_flares(batch_size):
 
 def test_balanced_sampling_uses_every_sample_of_a_class_before_repeating():
     y = _labels(n=100, n_pos=10)
-    sampler = BatchSampler(y, TrainSettings(batch_size=10, sampling="balanced"), np.random.default_rng(2))
+    sampler = BatchSampler(y, TrainSettings(batch_size=10, batching="balanced"), np.random.default_rng(2))
     drawn = np.concatenate([np.concatenate(list(sampler.epoch())) for _ in range(3)])  # 30 batches
     negatives = drawn[y[drawn] == 0]
     positives = drawn[y[drawn] == 1]
@@ -57,26 +55,26 @@ def test_balanced_sampling_uses_every_sample_of_a_class_before_repeating():
 
 def test_balanced_sampling_in_study_mode_and_its_errors():
     y = _labels()
-    sampler = BatchSampler(y, TrainSettings(batch_size=8, steps_per_epoch=3, sampling="balanced"),
+    sampler = BatchSampler(y, TrainSettings(batch_size=8, steps_per_epoch=3, batching="balanced"),
                            np.random.default_rng(0))
     assert [int(y[i].sum()) for i in sampler.epoch()] == [4, 4, 4]
-    with pytest.raises(FlareseqError, match=r"sampling='balanced' needs both classes.*found 0 positive"):
-        BatchSampler(np.zeros(10, dtype=np.int8), TrainSettings(sampling="balanced"), np.random.default_rng(0))
-    with pytest.raises(ConfigError, match=r"sampling must be one of \['shuffle', 'balanced'\], got 'smote'"):
-        TrainSettings(sampling="smote")
+    with pytest.raises(FlareseqError, match=r"batching='balanced' needs both classes.*found 0 positive"):
+        BatchSampler(np.zeros(10, dtype=np.int8), TrainSettings(batching="balanced"), np.random.default_rng(0))
+    with pytest.raises(ConfigError, match=r"batching must be one of \['shuffle', 'balanced', 'full-pass', 'sampled'\], got 'smote'"):
+        TrainSettings(batching="smote")
 
 
 def test_balanced_sampling_trains_through_the_estimator_and_is_saved(tmp_path):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(80, 5, 3)).astype(np.float32)
     y = (X[:, -1, 0] > 1.0).astype(np.int8)  # ~16 % flares
-    clf = FlareClassifier("lstm", {"hidden_size": 4}, sampling="balanced", epochs=2, batch_size=16,
-                          progress=False).fit(X, y)
+    clf = FlareClassifier("lstm", {"hidden_size": 4}, batching="balanced", epochs=2, batch_size=16,
+                          progress=False, threshold_metric="", early_stopping=False).fit(X, y)
     assert clf.history_["samples"] == [80, 80]
     # Training metrics are those of the balanced batches: their recall is measured on half flares.
     assert np.isfinite(clf.history_["recall"]).all()
     clf.save(tmp_path / "m")
-    assert FlareClassifier.load(tmp_path / "m", device="cpu").sampling == "balanced"
+    assert FlareClassifier.load(tmp_path / "m", device="cpu").batching == "balanced"
 
 
 # -- focal loss -----------------------------------------------------------------------------
@@ -164,14 +162,3 @@ def test_fit_features_is_called_once_on_the_training_data_before_training():
     assert shape == (30, 4, 3)  # the training data, not the validation data
     assert torch.equal(weights_then, initial)  # before any step
     assert not torch.equal(model.linear.weight, initial)
-
-
-# -- configuration --------------------------------------------------------------------------
-def test_config_keys_reach_the_estimator():
-    config = RunConfig().with_overrides(["training.sampling=balanced", "training.loss=focal",
-                                         "training.focal_alpha=0.25", "model.name=trellisnet",
-                                         "model.params.n_levels=4"])
-    estimator = build_estimator(config)
-    assert (estimator.sampling, estimator.loss, estimator.focal_alpha) == ("balanced", "focal", 0.25)
-    assert estimator.model_params == {"n_levels": 4}
-    assert build_estimator(RunConfig()).focal_alpha is None  # 0 in the config: no alpha factor

@@ -55,7 +55,7 @@ def test_grid_runs_baselines_and_models_into_mlflow(finished_grid):
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_loss")
     assert len(history) == 1
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
-    assert {"config.json", "scaler.json", "plots", "predictions"} <= artifacts
+    assert {"config.json", "preparation.json", "plots", "predictions"} <= artifacts
 
 
 def test_pyfunc_model_predicts_raw_samples_with_its_calibration(finished_grid):

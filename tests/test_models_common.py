@@ -56,7 +56,8 @@ def test_overfits_16_samples(name):
     X = rng.normal(size=(16, 6, N_FEATURES)).astype(np.float32)
     y = np.array([0, 1] * 8, dtype=np.int8)
     clf = FlareClassifier(name, MODELS[name].test_params, optimizer="adam", learning_rate=0.02, epochs=150,
-                          batch_size=16, scaler=None, progress=False, random_state=0).fit(X, y)
+                          threshold_metric="", early_stopping=False,
+                          batch_size=16, scaler="none", progress=False, random_state=0).fit(X, y)
     assert (clf.predict(X) == y).all()
     assert clf.history_["loss"][-1] < 0.25 * clf.history_["loss"][0]
 
@@ -66,7 +67,8 @@ def test_save_load_gives_identical_probabilities(name, tmp_path):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(24, 6, N_FEATURES)).astype(np.float32)
     y = np.array([0, 0, 1] * 8, dtype=np.int8)
-    clf = FlareClassifier(name, MODELS[name].test_params, epochs=1, batch_size=8, progress=False).fit(X, y)
+    clf = FlareClassifier(name, MODELS[name].test_params, epochs=1, batch_size=8, progress=False, threshold_metric="",
+                          early_stopping=False).fit(X, y)
     clf.save(tmp_path / "m")
     loaded = FlareClassifier.load(tmp_path / "m", device="cpu")
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))

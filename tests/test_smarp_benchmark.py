@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiments" / "smarp.toml"
 TABLE_SPEC = REPO / "experiments" / "smarp-table.toml"
 SIX = ["lstm", "stacked-lstm", "embed-lstm", "tied-stacked-lstm", "embed-stacked-lstm", "embed-tied-stacked-lstm"]
-BASELINES = ["climatology", "logistic-summary", "gboost-summary"]
+BASELINES = ["climatology", "logistic-last", "logistic-summary", "gboost-last", "gboost-summary"]
 N_FOLDS, N_REGIONS, N_ROWS, N_FLARING, N_POSITIVE_ROWS = 5, 8, 40, 2, 8
 
 
@@ -211,6 +211,6 @@ def test_settings_study_runs_each_variant_on_the_validation_folds(tables):
                               "--validation-folds", "0", "2"]) == 0
     result = json.loads(out.getvalue().strip().splitlines()[-1].removeprefix("RESULT "))
     assert list(result["variants"]) == ["first", "chosen"]
-    assert result["overrides"] == {"first": ["training.class_weight=balanced", "prep.signed_log=true"], "chosen": []}
+    assert result["overrides"] == {"first": ["training.class_weight=balanced", "prep.scaler=signed-log"], "chosen": []}
     assert all(-1 <= v["lstm"]["val_tss"] <= 1 for v in result["variants"].values())
     assert result["logistic_summary_val_tss"] is not None

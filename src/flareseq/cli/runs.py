@@ -170,7 +170,7 @@ def cmd_evaluate(args) -> int:
     if dataset.n_samples == 0:
         raise FlareseqError(f"{args.data}: no labelled samples to evaluate on; use `flareseq predict` instead.")
     p = forecaster.predict_proba(dataset)
-    climatology = getattr(forecaster.estimator, "base_rate_", None)
+    climatology = forecaster.base_rate
     scores = metrics.all_scores(dataset.y, p, threshold=forecaster.threshold, climatology=climatology)
     if args.json:
         print(json.dumps(scores))

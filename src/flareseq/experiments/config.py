@@ -16,6 +16,11 @@ from os import PathLike
 from typing import Any, get_type_hints
 
 from flareseq.errors import ConfigError
+from flareseq.training.settings import TrainingSettings
+
+# The baselines every experiment runs unless it says otherwise: the strongest simple ones
+# (logistic regression on the last step and on summaries) and their boosted twins.
+DEFAULT_BASELINES = ("climatology", "logistic-last", "logistic-summary", "gboost-last", "gboost-summary")
 
 
 @dataclass(frozen=True)
@@ -57,11 +62,19 @@ class DataConfig:
 class PrepConfig:
     """Sampling, missing values, scaling and sample layout (all fitted on training data only).
 
-    ``train_fraction`` etc. sample each split (the study: 0.3 / 0.1 / 0.05). ``layout`` is
-    ``"sequence"`` (one sequence per sample, the default), or one of the study's flawed layouts
-    kept for reproduction only: ``"study-rows"`` (every time step a sample of length 1, each
-    carrying its sample's label) and ``"study-windows"`` (sliding windows over the flattened
-    rows, cut across sample boundaries).
+    ``train_fraction`` etc. sample each split (the study: 0.3 / 0.1 / 0.05). ``missing`` is
+    what the run does with missing values in its parts: ``"interpolate"`` (in time, then the
+    training median), ``"drop"`` (samples with any missing value) or ``"drop-rows"`` (the
+    study's ``dropna`` on the flattened table: time-step rows with a missing value; study
+    layouts only). ``scaler`` is ``"zscore"``, ``"signed-log"`` or ``"none"``
+    (:class:`flareseq.prep.preparation.Preparation`, fitted on the training part and saved with
+    the model, which also fills missing values in new data). ``layout`` is ``"sequence"``
+    (one sequence per sample, the default), or one of the study's flawed layouts kept for
+    reproduction only: ``"study-rows"`` (every time step a sample of length 1, each carrying
+    its sample's label) and ``"study-windows"`` (the study's generator: windows over the
+    flattened rows, cut across sample boundaries, ``lookback``/``step``/``delay`` rows).
+    ``label_as_input`` appends each row's label as an input of the study's windows, as its
+    generator-fed models had it: a leak, refused unless the run sets ``allow_leaky = true``.
     """
 
     train_fraction: float = 1.0
@@ -70,11 +83,12 @@ class PrepConfig:
     stratify: bool = False
     sample_seed: int = 0
     missing: str = "interpolate"
-    signed_log: bool = False
+    scaler: str = "zscore"
     layout: str = "sequence"
     lookback: int = 600
     step: int = 6
     delay: int = 300
+    label_as_input: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,45 +97,6 @@ class ModelConfig:
 
     name: str = "lstm"
     params: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Optimiser, loss, epochs and threshold selection (see :class:`FlareClassifier`).
-
-    ``calibration`` = ``"platt"`` or ``"isotonic"`` maps the model's probabilities to observed
-    frequencies with a calibrator fitted on the validation part (:mod:`flareseq.evaluation.calibration`);
-    the threshold is then chosen (``threshold_metric``) or applied (``threshold``) on the
-    calibrated probabilities. ``""``: none (class-weighted probabilities stay inflated).
-
-    Class imbalance: ``class_weight`` (``{0 = 1, 1 = 5}`` or ``"balanced"``), ``loss = "focal"``
-    with ``focal_gamma`` and ``focal_alpha`` (0: none; else the flare class's weight in (0, 1)),
-    and ``sampling`` = ``"shuffle"`` or ``"balanced"`` (half flares in every batch); see
-    :mod:`flareseq.training.loop`.
-    """
-
-    optimizer: str = "rmsprop"
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    epochs: int = 20
-    batch_size: int = 128
-    steps_per_epoch: int = 0
-    validation_steps: int = 0
-    class_weight: Mapping[str, float] | str = field(default_factory=dict)
-    loss: str = "bce"
-    focal_gamma: float = 2.0
-    focal_alpha: float = 0.0
-    sampling: str = "shuffle"
-    early_stopping: bool = True
-    patience: int = 5
-    monitor: str = "val_loss"
-    clip_grad_norm: float = 0.0
-    threshold: float = 0.5
-    threshold_metric: str = "tss"
-    calibration: str = ""
-    random_state: int = 0
-    n_threads: int = 0
-    device: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -153,11 +128,12 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     prep: PrepConfig = field(default_factory=PrepConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     verification: VerificationConfig = field(default_factory=VerificationConfig)
-    baselines: tuple[str, ...] = ("climatology", "logistic-summary", "gboost-summary")
+    baselines: tuple[str, ...] = DEFAULT_BASELINES
     name: str = ""
+    allow_leaky: bool = False
 
     # -- building ----------------------------------------------------------------------
     @classmethod
@@ -318,6 +294,6 @@ def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
 
 
 __all__ = [
-    "DataConfig", "PrepConfig", "ModelConfig", "TrainingConfig", "TrackingConfig", "VerificationConfig", "RunConfig",
+    "DataConfig", "PrepConfig", "ModelConfig", "TrainingSettings", "TrackingConfig", "VerificationConfig", "RunConfig",
     "load_toml", "parse_override", "valid_keys", "replace",
 ]

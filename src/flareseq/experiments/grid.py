@@ -14,7 +14,18 @@ the i-th value of each, as the study ran its three training configurations)::
     "training.epochs" = [10, 20, 30]
     "training.class_weight" = [{0 = 1, 1 = 5}, {0 = 1, 1 = 1}, {0 = 1, 1 = 2}]
 
-gives 2 x 3 = 6 runs, named ``lstm-c1`` ... ``stacked-lstm-c3``.
+gives 2 x 3 = 6 runs, named ``lstm-c1`` ... ``stacked-lstm-c3``: ``cK`` is the K-th zipped
+configuration.
+
+Runs that differ in several keys at once are *cases*: ``[[grid.cases]]`` tables, each a set
+of ``"section.key" = value`` overrides with an optional ``name``, crossed with the other axes
+like any axis. A case's keys win over the zipped values (a case can say "no class weights"
+where the zipped configurations have them)::
+
+    [[grid.cases]]
+    name = "lstm"                 # the study's cell [54]
+    "model.name" = "lstm"
+    "training.batching" = "full-pass"
 """
 
 from __future__ import annotations
@@ -56,6 +67,7 @@ def expand_grid(
     values = dict(values)
     grid = dict(values.pop("grid", {}))
     zipped = dict(grid.pop("zip", {}))
+    cases = _cases(grid.pop("cases", None), where)
     base = RunConfig.from_dict(values, where=where)
     overrides = list(overrides)
     name = base.name or default_name
@@ -72,17 +84,35 @@ def expand_grid(
     zip_rows = [{key: zipped[key][i] for key in zipped} for i in range(n_zip)] or [{}]
 
     runs = []
-    for cross in crossed:
-        for index, row in enumerate(zip_rows, start=1):
-            # The user's overrides come last: `--set training.epochs=2` holds for every run.
-            config = base.with_overrides({**cross, **row}).with_overrides(overrides)
-            label = "-".join(_short(v) for v in cross.values()) or name
-            run_name = f"{label}-c{index}" if zipped else label
-            runs.append(replace(config, name=run_name))
+    for case_name, case in cases:
+        for cross in crossed:
+            for index, row in enumerate(zip_rows, start=1):
+                # A case's keys win over the zipped values; the user's overrides come last:
+                # `--set training.epochs=2` holds for every run.
+                config = base.with_overrides({**cross, **row, **case}).with_overrides(overrides)
+                label = "-".join([case_name] * bool(case_name) + [_short(v) for v in cross.values()]) or name
+                run_name = f"{label}-c{index}" if zipped else label
+                runs.append(replace(config, name=run_name))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: the grid gives duplicate run names {names}.")
     return Experiment(name=name, runs=tuple(runs), source=where)
+
+
+def _cases(cases: Any, where: str) -> list[tuple[str, dict]]:
+    """``[(name, overrides)]`` of ``[[grid.cases]]``; one unnamed empty case when there are none."""
+    if cases is None:
+        return [("", {})]
+    if not isinstance(cases, list) or not cases or not all(isinstance(c, Mapping) for c in cases):
+        raise ConfigError(f"{where}: grid.cases must be a non-empty list of tables of overrides, got {cases!r}.")
+    out = []
+    for i, case in enumerate(cases, start=1):
+        case = dict(case)
+        name = case.pop("name", f"case{i}")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}: grid case {i} has name {name!r}; expected a non-empty string.")
+        out.append((name, case))
+    return out
 
 
 def _short(value: Any) -> str:

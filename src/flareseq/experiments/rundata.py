@@ -1,8 +1,9 @@
 """From a run configuration to the train, validation and test sets a model sees.
 
 The order is what keeps verification honest: load, split (by fold, region or time), then
-sample, treat missing values and lay out samples with state fitted on the training part only.
-Scaling is fitted inside the estimator, on the training part too.
+sample, drop what the configuration says to drop, and lay out samples. Everything fitted to
+data (the fill of missing values, the scaling) is fitted by the classifier on the training
+part only (:class:`flareseq.prep.preparation.Preparation`) and saved with it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from flareseq.data.sampling import sample_fraction
 from flareseq.errors import ConfigError, FlareseqWarning
 from flareseq.evaluation import metrics
 from flareseq.experiments.config import DataConfig, PrepConfig, RunConfig
-from flareseq.prep.layout import apply_layout
-from flareseq.prep.missing import MissingValues
+from flareseq.prep.layout import LAYOUTS, to_study_rows, to_study_windows
 from flareseq.prep.splits import Split, group_kfold, split_by_fold, split_from_config
 
 PART_NAMES = ("train", "validation", "test")
+# What a run does with missing values in its parts (the model fills those of new data itself).
+MISSING_POLICIES = ("interpolate", "drop", "drop-rows")
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,6 @@ class RunData:
     test: FlareDataset
     split: Split
     source: Source
-    missing: MissingValues
     facts: dict[str, Any] = field(default_factory=dict)
 
     def parts(self) -> dict[str, FlareDataset]:
@@ -181,31 +182,39 @@ def prepare_run_data(config: RunConfig, source: Source | None = None, *, split: 
             f"the split {dict(config.data.split)} leaves {parts['train'].n_samples} training and "
             f"{parts['test'].n_samples} test samples; both must be non-empty."
         )
-    return prepare_parts(parts, split, source, config.prep)
+    return prepare_parts(parts, split, source, config.prep, allow_leaky=config.allow_leaky)
 
 
-def prepare_parts(parts: dict[str, FlareDataset], split: Split, source: Source, prep: PrepConfig) -> RunData:
-    """Sample, treat missing values and lay out the parts; fitted on training data only."""
+def prepare_parts(parts: dict[str, FlareDataset], split: Split, source: Source, prep: PrepConfig, *,
+                  allow_leaky: bool = False) -> RunData:
+    """Sample, treat missing values and lay out the parts (state fitted on training data only).
+
+    Scaling and the fill of new data are not done here: the classifier fits its
+    :class:`~flareseq.prep.preparation.Preparation` on the training part and saves it.
+    """
+    check_prep(prep, allow_leaky=allow_leaky)
     facts: dict[str, Any] = {"split": split.summary(), "split_description": split.description}
     fractions = {"train": prep.train_fraction, "validation": prep.val_fraction, "test": prep.test_fraction}
     for k, name in enumerate(PART_NAMES):
         if parts[name].n_samples and fractions[name] < 1.0:
             parts[name] = sample_fraction(parts[name], fractions[name], stratify=prep.stratify,
                                           random_state=prep.sample_seed + k)
-    # The policy for the run's own parts (the study drops samples with missing values) ...
-    missing = MissingValues(prep.missing).fit(parts["train"])
     for name in PART_NAMES:
-        if parts[name].n_samples:
-            parts[name] = missing.transform(parts[name])
-            facts[f"missing_{name}"] = dict(missing.report_)
-    # ... and the one forecasts use: a forecast is owed for every sample, so new data is
-    # always filled (interpolation, then the training median), never dropped.
-    forecast_missing = missing if prep.missing == "interpolate" else MissingValues("interpolate").fit(parts["train"])
-    window_options = {"lookback": prep.lookback, "step": prep.step, "delay": prep.delay}
+        part = parts[name]
+        facts[f"missing_{name}"] = {"policy": prep.missing, "n_samples_in": part.n_samples,
+                                    "n_values_missing": part.n_missing_values}
+        if prep.missing == "drop" and part.n_samples:
+            # the study's policy on whole samples; "interpolate" is the model's own fill
+            keep = ~np.isnan(part.X).any(axis=(1, 2))
+            parts[name] = part.subset(keep)
+            facts[f"missing_{name}"]["n_samples_dropped"] = int((~keep).sum())
     for k, name in enumerate(PART_NAMES):
         if parts[name].n_samples and prep.layout != "sequence":
-            parts[name] = apply_layout(parts[name], prep.layout, **window_options, random_state=prep.sample_seed + k) \
-                if prep.layout == "study-windows" else apply_layout(parts[name], prep.layout)
+            before = parts[name]
+            parts[name] = _study_layout(before, prep, random_state=prep.sample_seed + k)
+            if prep.missing == "drop-rows":
+                facts[f"missing_{name}"] = {"policy": "drop-rows", "n_rows_in": before.n_samples * before.n_timesteps,
+                                            "n_rows_dropped": int(np.isnan(before.X).any(axis=2).sum())}
     if prep.layout != "sequence":
         warnings.warn(
             f"layout {prep.layout!r} reproduces the study's flawed sample layout (SPEC section 2); "
@@ -219,7 +228,37 @@ def prepare_parts(parts: dict[str, FlareDataset], split: Split, source: Source, 
     facts["pcc_125"] = 1.25 * facts["pcc"]
     facts["base_rate"] = float(parts["train"].y.mean()) if parts["train"].n_samples else float("nan")
     return RunData(train=parts["train"], validation=parts["validation"], test=parts["test"], split=split,
-                   source=source, missing=forecast_missing, facts=facts)
+                   source=source, facts=facts)
+
+
+def check_prep(prep: PrepConfig, *, allow_leaky: bool = False) -> None:
+    """Refuse combinations that cannot run, and the label leak unless it is asked for."""
+    if prep.missing not in MISSING_POLICIES:
+        raise ConfigError(f"prep.missing must be one of {list(MISSING_POLICIES)}, got {prep.missing!r}.")
+    if prep.missing == "drop-rows" and prep.layout == "sequence":
+        raise ConfigError("prep.missing = 'drop-rows' drops time-step rows, which only the study's row and window "
+                          "layouts allow; with one sequence per sample use 'interpolate' or 'drop' (samples).")
+    if prep.label_as_input:
+        if prep.layout != "study-windows":
+            raise ConfigError("prep.label_as_input reproduces the study's generator-fed runs and needs "
+                              "prep.layout = 'study-windows'.")
+        if not allow_leaky:
+            raise ConfigError(
+                "prep.label_as_input feeds every row's label to the model as an input, as the study's generator-fed "
+                "models had it (26 inputs, notebook cells [42] and [75]): the scores then measure the leak, not "
+                "forecasting. It is refused unless the run says allow_leaky = true (CLI: --allow-leaky); the run is "
+                "then tagged leaky in MLflow and the report.")
+
+
+def _study_layout(part: FlareDataset, prep: PrepConfig, *, random_state: int) -> FlareDataset:
+    drop_rows = prep.missing == "drop-rows"
+    if prep.layout == "study-rows":
+        return to_study_rows(part, drop_missing_rows=drop_rows)
+    if prep.layout == "study-windows":
+        return to_study_windows(part, lookback=prep.lookback, step=prep.step, delay=prep.delay,
+                                random_state=random_state, drop_missing_rows=drop_rows,
+                                label_as_input=prep.label_as_input)
+    raise ConfigError(f"unknown layout {prep.layout!r}; expected one of {list(LAYOUTS)}.")
 
 
 def data_key(config: RunConfig) -> str:

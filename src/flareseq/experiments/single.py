@@ -1,9 +1,10 @@
 """One run: prepare its data, fit, score validation and test, and log it all to MLflow.
 
-A run prepares its data (:mod:`flareseq.experiments.rundata`), fits its estimator, chooses the
-decision threshold on validation data, scores validation and test, and logs everything a later
-reader needs: the flattened configuration, per-epoch history, final scores, the model as an
-MLflow pyfunc, the scaler, ``config.json``, the data's content hash, test forecasts and plots.
+A run prepares its data (:mod:`flareseq.experiments.rundata`), fits its classifier (which
+calibrates and chooses its decision threshold on validation data), scores validation and test,
+and logs everything a later reader needs: the flattened configuration, per-epoch history, final
+scores, the model as an MLflow pyfunc, the fitted preparation, ``config.json``, the data's
+content hash, test forecasts and plots.
 """
 
 from __future__ import annotations
@@ -20,54 +21,19 @@ import pandas as pd
 
 from flareseq.errors import FlareseqError
 from flareseq.evaluation import metrics, verification
-from flareseq.evaluation.calibration import fit_calibrator
 from flareseq.experiments.config import RunConfig
 from flareseq.experiments.rundata import DataCache, RunData
 from flareseq.experiments.tracking import RUN_KEY_TAG, NullTracker
-from flareseq.training.baselines import BASELINES, make_baseline
+from flareseq.training.baselines import BASELINES
+from flareseq.training.estimator import FlareClassifier
 from flareseq.training.forecaster import Forecaster
 
 
-def build_estimator(config: RunConfig, *, progress: bool | None = None):
-    """The unfitted estimator of a run: a baseline by registry name, else a FlareClassifier."""
-    training = config.training
-    threshold_metric = training.threshold_metric or None
-    if config.model.name in BASELINES:
-        return make_baseline(config.model.name, threshold=training.threshold, threshold_metric=threshold_metric,
-                             **dict(config.model.params))
-    from flareseq.training.estimator import FlareClassifier
-
-    class_weight = training.class_weight
-    if isinstance(class_weight, dict):
-        class_weight = {int(k): float(v) for k, v in class_weight.items()} or None
-    return FlareClassifier(
-        model=config.model.name,
-        model_params=dict(config.model.params) or None,
-        optimizer=training.optimizer,
-        learning_rate=training.learning_rate,
-        weight_decay=training.weight_decay,
-        epochs=training.epochs,
-        batch_size=training.batch_size,
-        class_weight=class_weight,
-        loss=training.loss,
-        focal_gamma=training.focal_gamma,
-        focal_alpha=training.focal_alpha or None,
-        sampling=training.sampling,
-        steps_per_epoch=training.steps_per_epoch or None,
-        validation_steps=training.validation_steps or None,
-        early_stopping=training.early_stopping,
-        patience=training.patience,
-        monitor=training.monitor,
-        clip_grad_norm=training.clip_grad_norm or None,
-        threshold=training.threshold,
-        threshold_metric=threshold_metric,
-        scaler={"signed_log": True} if config.prep.signed_log else "zscore",
-        n_threads=training.n_threads or None,
-        device=training.device,
-        random_state=training.random_state,
-        progress=bool(progress),
-    )
-
+def build_classifier(config: RunConfig, *, progress: bool | None = None) -> FlareClassifier:
+    """The unfitted classifier of a run: its model (or baseline), scaler and training settings,
+    as they are in the configuration."""
+    return FlareClassifier.from_settings(config.model.name, config.model.params, scaler=config.prep.scaler,
+                                         settings=config.training, progress=bool(progress))
 
 
 # Errors that fail one run (recorded as FAILED) while a grid goes on with the next.
@@ -99,22 +65,21 @@ def run_key(config: RunConfig) -> str:
 def probability_reweighting(config: RunConfig) -> str:
     """Why this run's probabilities are inflated ("balanced class weights", ...), or "".
 
-    Reweighting the classes in training (class weights, balanced sampling, a focal loss
+    Reweighting the classes in training (class weights, balanced batches, a focal loss
     alpha other than 0.5) makes the model see flares more often than they happen, so its
-    probabilities overstate them. The summary baselines weight classes ("balanced") by
-    default too; climatology never does.
+    probabilities overstate them. The logistic and boosting baselines weight classes
+    ("balanced") by default too; climatology never does.
     """
-    if config.model.name in _baseline_names():
+    if config.model.name in BASELINES:
         if config.model.name == "climatology":
             return ""
         return _class_weight_text(dict(config.model.params).get("class_weight", "balanced"))
     training = config.training
     reasons = [_class_weight_text(training.class_weight)]
-    if getattr(training, "sampling", "shuffle") not in ("shuffle", ""):
-        reasons.append(f"{training.sampling} sampling")
-    alpha = getattr(training, "focal_alpha", None)
-    if training.loss == "focal" and alpha is not None and alpha != 0.5:
-        reasons.append(f"focal loss alpha {alpha:g}")
+    if training.batching == "balanced":
+        reasons.append("balanced batches")
+    if training.loss == "focal" and training.focal_alpha and training.focal_alpha != 0.5:
+        reasons.append(f"focal loss alpha {training.focal_alpha:g}")
     return "; ".join(r for r in reasons if r)
 
 
@@ -141,8 +106,9 @@ class Evaluation:
 
 
 def evaluate_run(config: RunConfig, data: RunData, *, progress: bool | None = None) -> Evaluation:
-    """Fit the run's estimator on ``data.train``, calibrate and choose the threshold on
-    ``data.validation`` (as configured), and score validation and test.
+    """Fit the run's classifier on ``data.train`` (it calibrates and chooses its threshold on
+    ``data.validation``, as configured: :meth:`FlareClassifier.fit`), then score validation and
+    test. This function only scores.
 
     The scores are ``val_<m>`` and ``test_<m>`` (:func:`flareseq.evaluation.metrics.all_scores`),
     ``threshold``; with calibration ``<part>_brier_uncalibrated`` and ``<part>_bss_uncalibrated``;
@@ -151,39 +117,32 @@ def evaluate_run(config: RunConfig, data: RunData, *, progress: bool | None = No
     threshold reaches on the test part, a reference for how much the validation choice loses,
     never a score (it is chosen on the test data).
     """
-    estimator = build_estimator(config, progress=progress)
+    classifier = build_classifier(config, progress=progress)
     has_val = data.validation.n_samples > 0
-    training = config.training
-    for option, what in ((training.threshold_metric, "training.threshold_metric chooses the threshold"),
-                         (training.calibration, "training.calibration fits its calibrator")):
-        if option and not has_val:
-            raise FlareseqError(
-                f"{what} on validation data, but this split has no validation part; give the split a validation "
-                "share or fold, or turn the option off ('')."
-            )
-    fit_kwargs = {"X_val": data.validation.X, "y_val": data.validation.y} if has_val else {}
-    estimator.fit(data.train.X, data.train.y, **fit_kwargs)
-    kind = "baseline" if config.model.name in _baseline_names() else "model"
-    forecaster = Forecaster(estimator=estimator, missing=data.missing, feature_names=data.train.feature_names,
-                            n_timesteps=data.train.n_timesteps, layout=config.prep.layout, kind=kind,
-                            name=config.name)
+    needs = [n for n in config.training.needs_validation
+             if not (config.model.name in BASELINES and n.startswith("early"))]
+    if needs and not has_val:
+        raise FlareseqError(
+            f"{', '.join(needs)} need validation data, but this split has no validation part; give the split a "
+            "validation share or fold, or turn them off (training.threshold_metric = '', training.calibration = '', "
+            "training.early_stopping = false)."
+        )
+    classifier.fit(data.train, X_val=data.validation if has_val else None)
+    kind = "baseline" if config.model.name in BASELINES else "model"
+    forecaster = Forecaster(classifier=classifier, feature_names=data.train.feature_names,
+                            n_timesteps=data.train.n_timesteps, layout=config.prep.layout, kind=kind, name=config.name)
     climatology = data.facts["base_rate"]
-    raw_val = estimator.predict_proba(data.validation.X)[:, 1] if has_val else np.empty(0)
-    raw_test = estimator.predict_proba(data.test.X)[:, 1]
-    p_val, p_test = raw_val, raw_test
+    raw_val = classifier.predict_proba_uncalibrated(data.validation) if has_val else np.empty(0)
+    raw_test = classifier.predict_proba_uncalibrated(data.test)
+    calibrator = classifier.calibrator_
+    p_val = raw_val if calibrator is None or not has_val else calibrator.transform(raw_val)
+    p_test = raw_test if calibrator is None else calibrator.transform(raw_test)
     scores: dict[str, float] = {}
-    if training.calibration:
-        calibrator = fit_calibrator(training.calibration, data.validation.y, raw_val)
-        p_val, p_test = calibrator.transform(raw_val), calibrator.transform(raw_test)
-        # The threshold lives on the scale forecasts are given in: chosen again on the
-        # calibrated validation probabilities (or the fixed one applied to them).
-        threshold = (metrics.choose_threshold(data.validation.y, p_val, training.threshold_metric)
-                     if training.threshold_metric else float(training.threshold))
-        forecaster.calibrator, forecaster.calibrated_threshold = calibrator, threshold
+    if calibrator is not None:
         for part, y, raw in (("val", data.validation.y, raw_val), ("test", data.test.y, raw_test)):
             scores[f"{part}_brier_uncalibrated"] = metrics.brier_score(y, raw)
             scores[f"{part}_bss_uncalibrated"] = metrics.brier_skill_score(y, raw, climatology)
-    threshold = forecaster.threshold
+    threshold = classifier.threshold_
     if has_val:
         scores.update({f"val_{k}": v for k, v in metrics.all_scores(data.validation.y, p_val, threshold=threshold,
                                                                       climatology=climatology).items()})
@@ -255,7 +214,7 @@ def run_single(config: RunConfig, *, tracker=None, cache: DataCache | None = Non
         groups = verification.region_groups(data.test.meta, data.test.n_samples)
         tracker.set_tags({"ci_resampling": "samples" if groups is None else f"{len(set(groups))} regions"})
         forecaster = result.forecaster
-        history = getattr(forecaster.estimator, "history_", None) or {}
+        history = forecaster.classifier.history_
         tracker.log_history(history)
         log_scores(tracker, result.scores)
         calibrated = forecaster.calibrator is not None
@@ -272,9 +231,7 @@ def run_single(config: RunConfig, *, tracker=None, cache: DataCache | None = Non
             tracker.log_artifact(tmp / "predictions", subdir="predictions")
             if config.tracking.plots:
                 tracker.log_artifact(tmp / "plots", subdir="plots")
-            scaler = getattr(forecaster.estimator, "scaler_", None)
-            if scaler is not None:
-                tracker.log_artifact(tmp / "scaler.json")
+            tracker.log_artifact(tmp / "preparation.json")
             if config.tracking.log_model:
                 tracker.log_model(tmp / "forecaster", input_example=data.train.X[:2])
     return RunResult(name=name, status="FINISHED", run_id=run_id, scores=result.scores,
@@ -286,7 +243,7 @@ def run_tags(config: RunConfig, extra: dict[str, str] | None) -> dict[str, str]:
     and calibration (what the report's calibration warning is driven by)."""
     reweighting = probability_reweighting(config)
     return {"architecture": config.model.name,
-            "kind": "baseline" if config.model.name in _baseline_names() else "model",
+            "kind": "baseline" if config.model.name in BASELINES else "model",
             RUN_KEY_TAG: run_key(config), "threshold_metric": config.training.threshold_metric,
             "class_weighted": str(bool(reweighting)), "reweighting": reweighting,
             "calibrated": str(bool(config.training.calibration)), "calibration": config.training.calibration,
@@ -307,9 +264,8 @@ def _write_run_artifacts(folder: Path, config, data: RunData, result: Evaluation
     forecaster = result.forecaster
     (folder / "config.json").write_text(config.to_json())
     forecaster.save(folder / "forecaster")
-    scaler = getattr(forecaster.estimator, "scaler_", None)
-    if scaler is not None:
-        scaler.save(folder / "scaler.json")
+    # the fitted preparation (feature order, fill medians, scaling) beside the model, readable as it is
+    (folder / "preparation.json").write_text(json.dumps(forecaster.classifier.preparation_.to_dict(), indent=2))
     predictions = folder / "predictions"
     predictions.mkdir()
     test_frame.to_csv(predictions / "test_predictions.csv", index=False)
@@ -334,8 +290,3 @@ def _write_run_artifacts(folder: Path, config, data: RunData, result: Evaluation
             plots.save_figure(plots.plot_threshold_curve(data.validation.y, result.p_val, data.test.y, result.p_test,
                                                          chosen=forecaster.threshold),
                               figures / "threshold_curve.png")
-
-
-def _baseline_names() -> set[str]:
-    return set(BASELINES)
-

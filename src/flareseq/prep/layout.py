@@ -19,18 +19,23 @@ from flareseq.errors import ConfigError
 LAYOUTS = ("sequence", "study-rows", "study-windows")
 
 
-def to_study_rows(dataset: FlareDataset) -> FlareDataset:
-    """Every time step a sample of length 1 that carries its sample's label."""
+def to_study_rows(dataset: FlareDataset, *, drop_missing_rows: bool = False) -> FlareDataset:
+    """Every time step a sample of length 1 that carries its sample's label.
+
+    ``drop_missing_rows`` drops the rows with any missing value, as the study's ``dropna``
+    on its flattened table did (notebook cell [41]).
+    """
     n, t, f = dataset.X.shape
     rows = dataset.X.reshape(n * t, 1, f)
     meta = dataset.meta.loc[dataset.meta.index.repeat(t)].reset_index(drop=True)
-    return FlareDataset(
+    out = FlareDataset(
         X=rows,
         y=None if dataset.y is None else np.repeat(dataset.y, t),
         ids=np.array([f"{i}#{step}" for i in dataset.ids for step in range(t)]),
         feature_names=dataset.feature_names,
         meta=meta,
     )
+    return out.subset(~np.isnan(rows).any(axis=(1, 2))) if drop_missing_rows else out
 
 
 def to_study_windows(
@@ -41,13 +46,18 @@ def to_study_windows(
     delay: int = 300,
     n_windows: int | None = None,
     random_state: int = 0,
+    drop_missing_rows: bool = False,
+    label_as_input: bool = False,
 ) -> FlareDataset:
-    """Windows over the flattened rows as the study's generator cut them.
+    """Windows over the flattened rows as the study's generator cut them (notebook cell [30]).
 
     Window ``k`` ends at a flattened row ``i`` (drawn at random, as the shuffled generator
     drew them): its input is ``rows[i - lookback : i : step]`` and its target the label of
     row ``i + delay``. ``n_windows`` defaults to the number of samples, so the layout holds as
-    many sequences as the proper one.
+    many sequences as the proper one. ``drop_missing_rows`` first drops the rows with a
+    missing value (the study's ``dropna``, cell [41]). ``label_as_input`` appends each row's
+    label as a last input column named ``label``, as the study's generator-fed models had it
+    (its ``train2`` arrays carried ``classNum`` beside the 25 parameters, cell [42]): a leak.
     """
     if lookback <= 0 or step <= 0 or delay < 0 or lookback % step:
         raise ConfigError(
@@ -59,10 +69,17 @@ def to_study_windows(
     n, t, f = dataset.X.shape
     rows = dataset.X.reshape(n * t, f)
     row_labels = np.repeat(dataset.y, t)
-    first, last = lookback, n * t - delay - 1
+    if drop_missing_rows:
+        keep = ~np.isnan(rows).any(axis=1)
+        rows, row_labels = rows[keep], row_labels[keep]
+    feature_names = tuple(dataset.feature_names)
+    if label_as_input:
+        rows = np.column_stack([rows, row_labels.astype(rows.dtype)])
+        feature_names += ("label",)
+    first, last = lookback, len(rows) - delay - 1
     if last < first:
         raise ConfigError(
-            f"too few rows ({n * t}) for study windows of lookback {lookback} and delay {delay}."
+            f"too few rows ({len(rows)}) for study windows of lookback {lookback} and delay {delay}."
         )
     rng = np.random.default_rng(random_state)
     ends = np.sort(rng.integers(first, last + 1, size=n_windows or n))
@@ -72,7 +89,7 @@ def to_study_windows(
         X=np.ascontiguousarray(X, dtype=np.float32),
         y=row_labels[ends + delay].astype(np.int8),
         ids=np.array([f"row{e}" for e in ends]),
-        feature_names=dataset.feature_names,
+        feature_names=feature_names,
         meta=empty_meta(len(ends)),
     )
 

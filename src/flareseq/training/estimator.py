@@ -1,10 +1,19 @@
-"""``FlareClassifier``: a registered sequence model behind the scikit-learn contract.
+"""``FlareClassifier``: any registered model or baseline behind the scikit-learn contract.
 
-``__init__`` only stores its arguments; ``fit`` validates, scales (a scaler fitted on the
-training data only), builds the model from :data:`flareseq.models.MODELS`, trains it with
-:func:`flareseq.training.loop.train_model` and, when asked, chooses the decision threshold on the
-validation data. Learned state ends in ``_``. ``save``/``load`` keep weights (safetensors),
-configuration, scaler and threshold together in one folder and never unpickle anything.
+``__init__`` only stores its arguments: the model's name and parameters, the scaler, and the
+fields of :class:`~flareseq.training.settings.TrainingSettings` with the same names and
+defaults. ``fit`` is the one place where a model is made ready to forecast:
+
+1. it fits a :class:`~flareseq.prep.preparation.Preparation` (feature order, missing
+   values, scaling) on the training data only;
+2. it trains the network (:func:`flareseq.training.loop.train_model`) or the baseline core;
+3. on the validation data it fits the calibrator (``calibration``) and then chooses the
+   decision threshold on the calibrated probabilities (``threshold_metric``), or keeps the
+   fixed ``threshold``.
+
+Learned state ends in ``_``. ``save``/``load`` keep weights (safetensors) or baseline arrays
+(``.npz``), the configuration, the preparation, the calibrator and the threshold together in
+one folder, and never unpickle anything.
 """
 
 from __future__ import annotations
@@ -22,58 +31,15 @@ from sklearn.base import BaseEstimator
 from flareseq.data.dataset import FlareDataset
 from flareseq.errors import ConfigError, FlareseqError, NotFittedError
 from flareseq.evaluation import metrics
+from flareseq.evaluation.calibration import calibrator_from_dict, fit_calibrator
 from flareseq.models import get_model_spec
-from flareseq.prep.scaling import Scaler
-from flareseq.training.loop import (
-    TrainSettings,
-    predict_logits,
-    resolve_class_weights,
-    train_model,
-)
+from flareseq.prep.preparation import Preparation, check_values
+from flareseq.training.baselines import BASELINES, make_baseline_core
+from flareseq.training.loop import predict_logits, train_model
+from flareseq.training.settings import DEFAULTS, SETTING_NAMES, TrainingSettings
 
 SAVE_FORMAT = "flareseq-classifier"
-SAVE_VERSION = 1
-
-
-def check_X(X, *, name: str = "X", n_features: int | None = None, feature_names=None) -> np.ndarray:
-    """``X`` as a float32 array ``(n, T, F)`` without NaN or infinity, or a clear error."""
-    if isinstance(X, FlareDataset):
-        X = X.X
-    X = np.asarray(X)
-    if X.ndim != 3:
-        hint = " Reshape a single sample with X[None]." if X.ndim == 2 else ""
-        raise FlareseqError(
-            f"{name} must be 3-dimensional (n_samples, n_timesteps, n_features), got shape {X.shape}.{hint}"
-        )
-    if not np.issubdtype(X.dtype, np.number):
-        raise FlareseqError(f"{name} must be numeric, got dtype {X.dtype}.")
-    X = X.astype(np.float32, copy=False)
-    if n_features is not None and X.shape[2] != n_features:
-        raise FlareseqError(
-            f"{name} has {X.shape[2]} features, but the model was fitted on {n_features}; "
-            "pass the same features in the same order as in fit."
-        )
-    # In chunks: a full boolean mask of a 1.2 GB array would cost another 300 MB.
-    n_bad_values = n_bad_samples = 0
-    first = None
-    for start in range(0, len(X), 8192):
-        bad = ~np.isfinite(X[start : start + 8192])
-        if bad.any():
-            n_bad_values += int(bad.sum())
-            n_bad_samples += int(bad.any(axis=(1, 2)).sum())
-            if first is None:
-                s, t, f = np.argwhere(bad)[0]
-                first = (start + s, t, f)
-    if first is not None:
-        s, t, f = first
-        feature = feature_names[f] if feature_names is not None else f"#{f}"
-        raise FlareseqError(
-            f"{name} holds {n_bad_values} NaN or infinite value(s) in {n_bad_samples} "
-            f"sample(s), the first at sample {s}, step {t}, feature {feature} (found {X[s, t, f]}); "
-            "expected finite values: the estimator does not impute. Handle missing values first "
-            "(flareseq.prep.missing.MissingValues) or drop those samples: keep = ~np.isnan(X).any(axis=(1, 2))."
-        )
-    return X
+SAVE_VERSION = 2  # 2: one folder for models and baselines, with the preparation and calibrator
 
 
 def check_y(y, n: int, *, name: str = "y") -> np.ndarray:
@@ -93,47 +59,14 @@ def check_y(y, n: int, *, name: str = "y") -> np.ndarray:
 
 
 def _split_dataset(X, y):
+    """``(values, labels)`` of a dataset (its own labels unless ``y`` is given) or of arrays."""
     if isinstance(X, FlareDataset):
-        return X.X, X.y if y is None else y, X.feature_names
-    return X, y, None
+        return X, X.y if y is None else y
+    return X, y
 
 
-class ThresholdedClassifierMixin:
-    """Shared by the estimator and the baselines: threshold choice, predict, score.
-
-    Subclasses set ``threshold``/``threshold_metric`` in ``__init__`` and implement
-    ``predict_proba``; ``_choose_threshold`` is called at the end of ``fit``.
-    """
-
-    def _choose_threshold(self, X_val, y_val) -> float:
-        if self.threshold_metric is None:
-            if not 0.0 <= self.threshold <= 1.0:
-                raise ConfigError(f"threshold must be in [0, 1], got {self.threshold!r}.")
-            return float(self.threshold)
-        if X_val is None or y_val is None:
-            raise ConfigError(
-                f"threshold_metric={self.threshold_metric!r} chooses the threshold on validation data: "
-                "pass X_val and y_val to fit (never the test data), or set threshold_metric=None."
-            )
-        return metrics.choose_threshold(y_val, self.predict_proba(X_val)[:, 1], self.threshold_metric)
-
-    def predict(self, X) -> np.ndarray:
-        """0/1 forecasts: 1 where the event probability is at least ``threshold_``."""
-        return (self.predict_proba(X)[:, 1] >= self.threshold_).astype(np.int8)
-
-    def score(self, X, y) -> float:
-        """True skill statistic of :meth:`predict` (the field's primary score)."""
-        X, y, _ = _split_dataset(X, y)
-        y = check_y(y, len(X))
-        return metrics.true_skill_statistic(y, self.predict(X))
-
-    def scores(self, X, y, *, climatology: float | None = None) -> dict[str, float]:
-        """Every score of :func:`flareseq.evaluation.metrics.all_scores`; BSS against the training event
-        rate unless ``climatology`` is given."""
-        X, y, _ = _split_dataset(X, y)
-        y = check_y(y, len(X))
-        clim = self.base_rate_ if climatology is None else climatology
-        return metrics.all_scores(y, self.predict_proba(X)[:, 1], threshold=self.threshold_, climatology=clim)
+def _n_samples(X) -> int:
+    return X.n_samples if isinstance(X, FlareDataset) else len(check_values(X))
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -148,24 +81,9 @@ def _resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def _make_scaler(scaler) -> Scaler | None:
-    if scaler is None:
-        return None
-    if scaler == "zscore":
-        return Scaler()
-    if scaler == "signed-log":
-        return Scaler(signed_log=True)
-    if isinstance(scaler, dict):
-        try:
-            return Scaler(**scaler)
-        except TypeError:
-            raise ConfigError(f"scaler options must be Scaler's (signed_log, with_std), got {sorted(scaler)}.") from None
-    raise ConfigError(f"scaler must be None, 'zscore', 'signed-log' or a dict of Scaler options, got {scaler!r}.")
-
-
 @contextlib.contextmanager
-def _torch_threads(n_threads: int | None):
-    if n_threads is None:
+def _torch_threads(n_threads: int):
+    if not n_threads:
         yield
         return
     before = torch.get_num_threads()
@@ -176,178 +94,208 @@ def _torch_threads(n_threads: int | None):
         torch.set_num_threads(before)
 
 
-def _json_class_weight(class_weight):
-    # JSON keys are strings; the class weights' keys are classes 0 and 1.
-    if isinstance(class_weight, dict):
-        return {int(k): float(v) for k, v in class_weight.items()}
-    return class_weight
-
-
-class FlareClassifier(ThresholdedClassifierMixin, BaseEstimator):
-    """A sequence model from the registry, trained and used like a scikit-learn classifier.
+class FlareClassifier(BaseEstimator):
+    """A model from the registry (or a baseline), trained and used like a scikit-learn classifier.
 
     Parameters
     ----------
-    model : registry name (``flareseq models`` lists them), e.g. ``"lstm"``.
-    model_params : the model's parameters (e.g. ``{"hidden_size": 64}``); ``None`` for the
-        study's defaults.
-    optimizer : ``"rmsprop"`` (Keras defaults, as the study), ``"adam"`` or ``"adamw"``.
-    learning_rate, weight_decay : optimiser settings; weight decay is classic L2 (added to
-        the gradient) for RMSprop and Adam, decoupled for AdamW.
-    epochs, batch_size : full passes over the training data and batch size.
-    class_weight : ``None``, ``{0: 1, 1: 5}`` (the study's), or ``"balanced"`` (inverse class
-        frequency, ``n / (2 n_c)``).
-    loss : ``"bce"`` (binary cross-entropy) or ``"focal"`` (Lin et al. 2017,
-        ``-alpha_t (1 - p_t)^gamma log p_t``): ``focal_gamma`` (>= 0; 0 gives cross-entropy)
-        down-weights well-classified samples; ``focal_alpha`` in (0, 1) weighs flares by
-        alpha and quiet samples by 1 - alpha (``None``: no such factor; combine with
-        ``class_weight`` or not, as you choose).
-    sampling : ``"shuffle"`` (every sample once per epoch, in random order) or
-        ``"balanced"`` (every batch half flares, half quiet samples, each class cycled
-        through in random order; same number of steps per epoch). See
-        :mod:`flareseq.training.loop` for how the three imbalance options differ.
-    steps_per_epoch, validation_steps : the study's mode: random batches per epoch instead of
-        full passes (see :mod:`flareseq.training.loop`).
-    early_stopping, patience, monitor : stop after ``patience`` epochs without improvement of
-        ``monitor`` (``"val_loss"``, ``"val_tss"``, ...) and restore the best weights.
-    clip_grad_norm : clip the gradients' global norm to this value (``None``: no clipping).
-    threshold : decision threshold of :meth:`predict` when ``threshold_metric`` is ``None``.
-    threshold_metric : ``"tss"`` or ``"hss2"``: choose the threshold maximising it on
-        ``X_val`` (never on test data).
-    scaler : ``"zscore"`` (fitted on the training data), ``"signed-log"`` (signed log, then
-        z-score), a dict of :class:`~flareseq.prep.scaling.Scaler` options, or ``None`` (data
-        already scaled).
-    n_threads : torch CPU threads during fit/predict (``None``: leave torch's setting).
-    device : ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``.
-    random_state : seed of weights, dropout masks and batch order; the same seed gives the
-        same model on CPU.
-    progress : show a progress bar per epoch (only on a terminal).
+    model : a registry name (``flareseq models`` lists them, e.g. ``"lstm"``) or a baseline
+        (``"climatology"``, ``"logistic-last"``, ``"logistic-summary"``, ``"gboost-last"``,
+        ``"gboost-summary"``).
+    model_params : the model's parameters (e.g. ``{"hidden_size": 64}``; a baseline's, e.g.
+        ``{"C": 0.1}``); ``None`` for the defaults.
+    scaler : ``"zscore"``, ``"signed-log"`` or ``"none"`` (see
+        :class:`~flareseq.prep.preparation.Preparation`).
+    optimizer, learning_rate, ..., device : the fields of
+        :class:`~flareseq.training.settings.TrainingSettings`, with its defaults (the same
+        names as the ``[training]`` keys of a run configuration). Baselines use
+        ``threshold``, ``threshold_metric``, ``calibration`` and ``random_state`` of them.
+    progress : report training progress (bars on a terminal, one line per epoch elsewhere).
 
     Attributes
     ----------
-    model_ : the trained ``torch.nn.Module``.
-    scaler_ : the fitted :class:`~flareseq.prep.scaling.Scaler`, or ``None``.
-    threshold_ : decision threshold used by :meth:`predict`.
-    history_ : per-epoch ``loss, accuracy, recall, precision, tss, hss2`` (and ``val_*``).
+    model_ : the trained ``torch.nn.Module``, or the baseline core.
+    preparation_ : the fitted :class:`~flareseq.prep.preparation.Preparation`.
+    calibrator_ : the calibrator fitted on validation data, or ``None``.
+    threshold_ : decision threshold of :meth:`predict` (on calibrated probabilities when
+        calibrated).
+    history_ : per-epoch ``loss, accuracy, recall, precision, tss, hss2`` (and ``val_*``);
+        empty for a baseline.
     best_epoch_ : epoch (0-based) whose weights were kept by early stopping, else ``None``.
     base_rate_ : event rate of the training labels (the climatology of BSS).
     n_features_in_, n_timesteps_in_, feature_names_in_ : shape of the training data.
     """
 
     def __init__(
-        self, model: str = "lstm", model_params: dict | None = None, *, optimizer: str = "rmsprop",
-        learning_rate: float = 1e-3, weight_decay: float = 0.0, epochs: int = 10, batch_size: int = 128,
-        class_weight=None, loss: str = "bce", focal_gamma: float = 2.0, focal_alpha: float | None = None,
-        sampling: str = "shuffle", steps_per_epoch: int | None = None, validation_steps: int | None = None,
-        early_stopping: bool = False, patience: int = 5, monitor: str = "val_loss", clip_grad_norm: float | None = None, threshold: float = 0.5,
-        threshold_metric: str | None = None, scaler="zscore", n_threads: int | None = None, device: str = "auto",
-        random_state: int = 0, progress: bool = True,
+        self, model: str = "lstm", model_params: dict | None = None, *, scaler: str = "zscore",
+        optimizer: str = DEFAULTS.optimizer, learning_rate: float = DEFAULTS.learning_rate,
+        weight_decay: float = DEFAULTS.weight_decay, epochs: int = DEFAULTS.epochs,
+        batch_size: int = DEFAULTS.batch_size, batching: str = DEFAULTS.batching,
+        steps_per_epoch: int = DEFAULTS.steps_per_epoch, validation_steps: int = DEFAULTS.validation_steps,
+        class_weight=DEFAULTS.class_weight, loss: str = DEFAULTS.loss, focal_gamma: float = DEFAULTS.focal_gamma,
+        focal_alpha: float = DEFAULTS.focal_alpha, early_stopping: bool = DEFAULTS.early_stopping,
+        patience: int = DEFAULTS.patience, monitor: str = DEFAULTS.monitor,
+        clip_grad_norm: float = DEFAULTS.clip_grad_norm, threshold: float = DEFAULTS.threshold,
+        threshold_metric: str = DEFAULTS.threshold_metric, calibration: str = DEFAULTS.calibration,
+        random_state: int = DEFAULTS.random_state, n_threads: int = DEFAULTS.n_threads,
+        device: str = DEFAULTS.device, progress: bool = True,
     ) -> None:
         self.model = model
         self.model_params = model_params
+        self.scaler = scaler
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.epochs = epochs
         self.batch_size = batch_size
+        self.batching = batching
+        self.steps_per_epoch = steps_per_epoch
+        self.validation_steps = validation_steps
         self.class_weight = class_weight
         self.loss = loss
         self.focal_gamma = focal_gamma
         self.focal_alpha = focal_alpha
-        self.sampling = sampling
-        self.steps_per_epoch = steps_per_epoch
-        self.validation_steps = validation_steps
         self.early_stopping = early_stopping
         self.patience = patience
         self.monitor = monitor
         self.clip_grad_norm = clip_grad_norm
         self.threshold = threshold
         self.threshold_metric = threshold_metric
-        self.scaler = scaler
+        self.calibration = calibration
+        self.random_state = random_state
         self.n_threads = n_threads
         self.device = device
-        self.random_state = random_state
         self.progress = progress
+
+    # -- construction --------------------------------------------------------------------
+    @classmethod
+    def from_settings(cls, model: str, model_params: dict | None = None, *, scaler: str = "zscore",
+                      settings: TrainingSettings = DEFAULTS, progress: bool = True) -> FlareClassifier:
+        """The classifier of a run configuration's model, scaler and training settings."""
+        values = {name: getattr(settings, name) for name in SETTING_NAMES}
+        return cls(model, dict(model_params) or None if model_params is not None else None, scaler=scaler,
+                   progress=progress, **values)
+
+    def settings(self) -> TrainingSettings:
+        """The training settings of this classifier (validated)."""
+        return TrainingSettings(**{name: getattr(self, name) for name in SETTING_NAMES})
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.model in BASELINES
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, X, y=None, *, X_val=None, y_val=None) -> FlareClassifier:
-        """Train on ``X (n, T, F)`` and ``y (n,)`` (or a labelled :class:`FlareDataset`).
+        """Train on ``X (n, T, F)`` and ``y (n,)``, or a labelled :class:`FlareDataset`.
 
-        ``X_val``/``y_val`` feed the validation history, early stopping and the threshold
-        choice; they are scaled with the scaler fitted on ``X``.
+        ``X_val``/``y_val`` (arrays or a labelled dataset; never the test data) feed early
+        stopping, the calibrator and the threshold choice. NaN marks a missing value.
         """
-        X, y, names = _split_dataset(X, y)
-        X = check_X(X, feature_names=names)
-        y = check_y(y, len(X))
-        has_val = X_val is not None or y_val is not None
+        settings = self.settings()
+        X, y = _split_dataset(X, y)
+        y = check_y(y, _n_samples(X))
+        has_val = X_val is not None
         if has_val:
-            X_val, y_val, _ = _split_dataset(X_val, y_val)
-            X_val = check_X(X_val, name="X_val", n_features=X.shape[2], feature_names=names)
-            y_val = check_y(y_val, len(X_val), name="y_val")
-        spec = get_model_spec(self.model)
-        settings = TrainSettings(
-            optimizer=self.optimizer, learning_rate=self.learning_rate, weight_decay=self.weight_decay,
-            epochs=self.epochs, batch_size=self.batch_size, class_weights=resolve_class_weights(self.class_weight, y),
-            loss=self.loss, focal_gamma=self.focal_gamma, focal_alpha=self.focal_alpha, sampling=self.sampling,
-            steps_per_epoch=self.steps_per_epoch, validation_steps=self.validation_steps,
-            early_stopping=self.early_stopping, patience=self.patience, monitor=self.monitor,
-            clip_grad_norm=self.clip_grad_norm,
-        )
-        if self.threshold_metric is not None and not has_val:
-            self._choose_threshold(None, None)  # raises the explanatory error before training
+            X_val, y_val = _split_dataset(X_val, y_val)
+            y_val = check_y(y_val, _n_samples(X_val), name="y_val")
+        needs = [n for n in settings.needs_validation if not (self.is_baseline and n.startswith("early"))]
+        if needs and not has_val:
+            raise ConfigError(
+                f"{', '.join(needs)} need validation data: pass X_val and y_val to fit (never the test data), "
+                "or turn them off (threshold_metric='', calibration='', early_stopping=False)."
+            )
+        preparation = Preparation(self.scaler)
+        Xp = preparation.fit_transform(X)
+        Xv = preparation.transform(X_val, name="X_val") if has_val else None
         device = _resolve_device(self.device)
-        scaler = _make_scaler(self.scaler)
-        if scaler is not None:
-            X = scaler.fit_transform(X, names)
-            if has_val:
-                X_val = scaler.transform(X_val)
-        with _torch_threads(self.n_threads), torch.random.fork_rng(devices=[] if device.type == "cpu" else None):
-            torch.manual_seed(self.random_state)
-            net = spec.build(X.shape[2], self.model_params).to(device)
-            result = train_model(net, X, y, X_val, y_val, settings=settings, random_state=self.random_state,
-                                 device=device, progress=self.progress)
-        self.model_ = net.eval()
-        self.scaler_ = scaler
+        with _torch_threads(self.n_threads):
+            if self.is_baseline:
+                core = make_baseline_core(self.model, self.model_params, random_state=self.random_state)
+                self.model_ = core.fit(Xp, y, Xv, y_val)
+                self.history_, self.best_epoch_ = {}, None
+            else:
+                spec = get_model_spec(self.model)
+                with torch.random.fork_rng(devices=[] if device.type == "cpu" else None):
+                    torch.manual_seed(self.random_state)
+                    net = spec.build(Xp.shape[2], self.model_params).to(device)
+                    result = train_model(net, Xp, y, Xv, y_val, settings=settings, device=device,
+                                         progress=self.progress, label=f"{self.model} ")
+                self.model_ = net.eval()
+                self.history_, self.best_epoch_ = result.history, result.best_epoch
         self.device_ = device
-        self.history_ = result.history
-        self.best_epoch_ = result.best_epoch
-        self.n_features_in_ = X.shape[2]
-        self.n_timesteps_in_ = X.shape[1]
-        self.feature_names_in_ = names
+        self.preparation_ = preparation
+        self.n_features_in_ = Xp.shape[2]
+        self.n_timesteps_in_ = Xp.shape[1]
+        self.feature_names_in_ = preparation.feature_names_
         self.base_rate_ = float(y.mean())
         self.classes_ = np.array([0, 1])
-        # The threshold is chosen on (already scaled) validation data, so bypass scaling.
-        self.threshold_ = self._choose_threshold(X_val, y_val) if self.threshold_metric is None else (
-            metrics.choose_threshold(y_val, self._probabilities(X_val), self.threshold_metric)
-        )
+        self._choose_decision(settings, Xv, y_val)
         return self
+
+    def _choose_decision(self, settings: TrainingSettings, Xv, y_val) -> None:
+        """Calibrate, then choose the threshold: both on validation data only."""
+        self.calibrator_ = None
+        if Xv is None:
+            self.threshold_ = float(settings.threshold)
+            return
+        p_val = self._positive(Xv)
+        if settings.calibration:
+            self.calibrator_ = fit_calibrator(settings.calibration, y_val, p_val)
+            p_val = self.calibrator_.transform(p_val)
+        self.threshold_ = (metrics.choose_threshold(y_val, p_val, settings.threshold_metric)
+                           if settings.threshold_metric else float(settings.threshold))
 
     # -- prediction ----------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) first.")
 
-    def _probabilities(self, X_scaled: np.ndarray) -> np.ndarray:
+    def _positive(self, X_prepared: np.ndarray) -> np.ndarray:
+        """The model's own (uncalibrated) event probabilities of prepared inputs."""
+        if self.is_baseline:
+            return np.clip(self.model_.predict_positive(X_prepared), 0.0, 1.0)
         with _torch_threads(self.n_threads):
-            logits = predict_logits(self.model_, X_scaled, device=self.device_, progress=self.progress)
+            logits = predict_logits(self.model_, X_prepared, device=self.device_)
         return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Probabilities ``(n, 2)``: column 0 no flare, column 1 flare."""
+    def predict_proba_uncalibrated(self, X) -> np.ndarray:
+        """The model's own event probabilities ``(n,)``, before any calibration."""
         self._check_fitted()
-        X, _, _ = _split_dataset(X, None)
-        X = check_X(X, n_features=self.n_features_in_, feature_names=self.feature_names_in_)
-        if self.scaler_ is not None:
-            X = self.scaler_.transform(X)
-        p = self._probabilities(X)
+        X, _ = _split_dataset(X, None)
+        return self._positive(self.preparation_.transform(X))
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities ``(n, 2)``: column 0 no flare, column 1 flare (calibrated when the
+        classifier was calibrated). NaN in ``X`` is filled as in training."""
+        p = self.predict_proba_uncalibrated(X)
+        if self.calibrator_ is not None:
+            p = self.calibrator_.transform(p)
         return np.column_stack([1.0 - p, p])
+
+    def predict(self, X) -> np.ndarray:
+        """0/1 forecasts: 1 where the event probability is at least ``threshold_``."""
+        return (self.predict_proba(X)[:, 1] >= self.threshold_).astype(np.int8)
+
+    def score(self, X, y=None) -> float:
+        """True skill statistic of :meth:`predict` (the field's primary score)."""
+        X, y = _split_dataset(X, y)
+        y = check_y(y, _n_samples(X))
+        return metrics.true_skill_statistic(y, self.predict(X))
+
+    def scores(self, X, y=None, *, climatology: float | None = None) -> dict[str, float]:
+        """Every score of :func:`flareseq.evaluation.metrics.all_scores` on ``X`` (a labelled
+        dataset, or arrays with ``y``); BSS against the training event rate unless
+        ``climatology`` is given."""
+        X, y = _split_dataset(X, y)
+        y = check_y(y, _n_samples(X))
+        clim = self.base_rate_ if climatology is None else climatology
+        return metrics.all_scores(y, self.predict_proba(X)[:, 1], threshold=self.threshold_, climatology=clim)
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | PathLike[str]) -> Path:
-        """Write ``config.json`` and ``weights.safetensors`` into the folder ``path``."""
+        """Write ``config.json`` and ``weights.safetensors`` (or ``arrays.npz`` for a baseline)
+        into the folder ``path``."""
         self._check_fitted()
-        from safetensors.torch import save_model
-
         from flareseq import __version__
 
         folder = Path(path)
@@ -356,52 +304,121 @@ class FlareClassifier(ThresholdedClassifierMixin, BaseEstimator):
         params["class_weight"] = _json_class_weight(params["class_weight"])
         config: dict[str, Any] = {
             "format": SAVE_FORMAT, "version": SAVE_VERSION, "flareseq_version": __version__,
-            "params": params,
-            "model": {"name": self.model, "params": self.model_params or {}, "n_features": self.n_features_in_},
-            "threshold": self.threshold_, "scaler": None if self.scaler_ is None else self.scaler_.to_dict(),
-            "n_timesteps": self.n_timesteps_in_,
-            "feature_names": None if self.feature_names_in_ is None else list(self.feature_names_in_),
+            "params": params, "n_features": self.n_features_in_, "n_timesteps": self.n_timesteps_in_,
+            "preparation": self.preparation_.to_dict(), "threshold": self.threshold_,
+            "calibration": None if self.calibrator_ is None else self.calibrator_.to_dict(),
             "base_rate": self.base_rate_, "best_epoch": self.best_epoch_, "history": self.history_,
         }
         (folder / "config.json").write_text(json.dumps(config, indent=2))
-        # save_model stores a tied tensor once and load_model restores the sharing.
-        save_model(self.model_.cpu(), str(folder / "weights.safetensors"))
-        self.model_.to(self.device_)
+        if self.is_baseline:
+            np.savez(folder / "arrays.npz", **self.model_.state())
+        else:
+            from safetensors.torch import save_model
+
+            # save_model stores a tied tensor once and load_model restores the sharing.
+            save_model(self.model_.cpu(), str(folder / "weights.safetensors"))
+            self.model_.to(self.device_)
         return folder
 
     @classmethod
     def load(cls, path: str | PathLike[str], *, device: str = "auto") -> FlareClassifier:
-        """A fitted classifier from a folder written by :meth:`save`."""
-        from safetensors.torch import load_model
+        """A fitted classifier from a folder written by :meth:`save`.
 
+        Only JSON, ``.npz`` arrays (``allow_pickle=False``) and safetensors are read; a
+        folder that is damaged or was tampered with is a :class:`FlareseqError` naming the
+        file, never a traceback from the file's parser.
+        """
         folder = Path(path)
         config_path = folder / "config.json"
         if not config_path.is_file():
-            raise FlareseqError(f"{folder} is not a saved FlareClassifier: {config_path.name} is missing.")
-        config = json.loads(config_path.read_text())
-        if config.get("format") != SAVE_FORMAT or config.get("version") != SAVE_VERSION:
+            raise FlareseqError(f"{folder} is not a saved FlareClassifier: config.json is missing.")
+        try:
+            config = json.loads(config_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise FlareseqError(f"{config_path}: expected the classifier's JSON configuration, could not read it "
+                                f"({exc}). The model folder is damaged; save or download it again.") from None
+        if not isinstance(config, dict) or config.get("format") != SAVE_FORMAT or config.get("version") != SAVE_VERSION:
+            found = (config.get("format"), config.get("version")) if isinstance(config, dict) else (None, None)
             raise FlareseqError(
-                f"{config_path}: expected format {SAVE_FORMAT!r} version {SAVE_VERSION}, found "
-                f"{config.get('format')!r} version {config.get('version')!r}."
+                f"{config_path}: expected format {SAVE_FORMAT!r} version {SAVE_VERSION}, found {found[0]!r} version "
+                f"{found[1]!r} (a model saved by another flareseq version: retrain it)."
             )
+        try:
+            return cls._from_config(folder, config, device)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise FlareseqError(f"{config_path}: the saved configuration is damaged or was edited "
+                                f"({type(exc).__name__}: {exc}); save or download the model again.") from None
+
+    @classmethod
+    def _from_config(cls, folder: Path, config: dict, device: str) -> FlareClassifier:
         params = dict(config["params"])
-        if isinstance(params.get("class_weight"), dict):
-            params["class_weight"] = {int(k): v for k, v in params["class_weight"].items()}
+        params["class_weight"] = _class_weight_from_json(params["class_weight"])
         params["device"] = device
         estimator = cls(**params)
-        spec = get_model_spec(config["model"]["name"])
-        net = spec.build(config["model"]["n_features"], config["model"]["params"])
-        load_model(net, str(folder / "weights.safetensors"), strict=True)
-        estimator.device_ = _resolve_device(device)
-        estimator.model_ = net.to(estimator.device_).eval()
-        estimator.scaler_ = None if config["scaler"] is None else Scaler.from_dict(config["scaler"])
+        estimator.settings()  # validates what was read
+        if estimator.is_baseline:
+            core = make_baseline_core(estimator.model, estimator.model_params, random_state=estimator.random_state)
+            arrays = _read_arrays(folder / "arrays.npz")
+            core.load_state(arrays)
+            estimator.model_ = core
+            estimator.device_ = torch.device("cpu")
+        else:
+            from safetensors import SafetensorError
+            from safetensors.torch import load_model
+
+            spec = get_model_spec(estimator.model)
+            net = spec.build(int(config["n_features"]), estimator.model_params)
+            weights = folder / "weights.safetensors"
+            try:
+                load_model(net, str(weights), strict=True)
+            except (SafetensorError, RuntimeError, OSError) as exc:
+                raise FlareseqError(f"{weights}: expected the weights of {estimator.model} with "
+                                    f"{config['n_features']} features, could not load them ({exc}). The model "
+                                    "folder is damaged; save or download it again.") from None
+            estimator.device_ = _resolve_device(device)
+            estimator.model_ = net.to(estimator.device_).eval()
+        estimator.preparation_ = Preparation.from_dict(config["preparation"])
+        calibration = config["calibration"]
+        estimator.calibrator_ = None if calibration is None else calibrator_from_dict(
+            calibration, where=str(folder / "config.json"))
         estimator.threshold_ = float(config["threshold"])
         estimator.history_ = config["history"]
         estimator.best_epoch_ = config["best_epoch"]
-        estimator.n_features_in_ = config["model"]["n_features"]
-        estimator.n_timesteps_in_ = config["n_timesteps"]
-        names = config["feature_names"]
-        estimator.feature_names_in_ = None if names is None else tuple(names)
+        estimator.n_features_in_ = int(config["n_features"])
+        estimator.n_timesteps_in_ = int(config["n_timesteps"])
+        estimator.feature_names_in_ = estimator.preparation_.feature_names_
         estimator.base_rate_ = float(config["base_rate"])
         estimator.classes_ = np.array([0, 1])
         return estimator
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise FlareseqError(f"{path}: expected the baseline's arrays, could not read them ({exc}). The model "
+                            "folder is damaged; save or download it again.") from None
+
+
+def _json_class_weight(class_weight):
+    # JSON keys are strings: the classes 0 and 1 are written as "0", "1" and read back as ints
+    if isinstance(class_weight, dict):
+        return {str(k): float(v) for k, v in class_weight.items()}
+    return class_weight
+
+
+def _class_weight_from_json(class_weight):
+    if isinstance(class_weight, dict):
+        return {int(k): float(v) for k, v in class_weight.items()}
+    return class_weight
+
+
+def make_baseline(name: str, **params) -> FlareClassifier:
+    """A baseline as an unfitted classifier (``params``: the baseline's own, e.g. ``C``)."""
+    if name not in BASELINES:
+        raise ConfigError(f"unknown baseline {name!r}; choose one of {list(BASELINES)}.")
+    return FlareClassifier(name, params or None, progress=False)
+
+
+__all__ = ["FlareClassifier", "check_y", "make_baseline", "SAVE_FORMAT", "SAVE_VERSION"]
