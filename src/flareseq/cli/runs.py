@@ -74,6 +74,9 @@ def _add_run_options(p) -> None:
                    help="K-fold rotation (sets data.cv): each fold file, or region group, the test set in turn; "
                         "one parent run per configuration with a child run per fold")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--allow-leaky", action="store_true",
+                   help="allow runs that leak the label into the inputs (the study's label-as-input runs, for "
+                        "demonstration only); they are tagged leaky in MLflow and the report")
 
 
 def _add_tracking_options(p) -> None:
@@ -89,6 +92,8 @@ def _overrides(args) -> list[str]:
         overrides.append(f"data.path={json.dumps(args.data)}")
     if getattr(args, "cv", None) is not None:
         overrides.append(f"data.cv={args.cv}")
+    if getattr(args, "allow_leaky", False):
+        overrides.append("allow_leaky=true")
     return overrides
 
 
@@ -152,13 +157,17 @@ def cmd_experiments(args) -> int:
 
 
 def _check_table_options(experiment) -> None:
-    """Validate every distinct table spec of the grid before any run: a leaky feature or a
-    bad option is the whole grid's error, not one failure per run."""
+    """Validate every distinct table spec and preparation of the grid before any run: a leaky
+    feature, the label as an input or a bad option is the whole grid's error, not one failure
+    per run."""
     from flareseq.data.tables.spec import TableSpec
+    from flareseq.experiments.rundata import check_prep
 
     specs = {json.dumps(dict(r.data.table), sort_keys=True) for r in experiment.runs if r.data.format == "table"}
     for spec in specs:
         TableSpec.from_dict(json.loads(spec))
+    for run in experiment.runs:
+        check_prep(run.prep, allow_leaky=run.allow_leaky)
 
 
 def cmd_evaluate(args) -> int:

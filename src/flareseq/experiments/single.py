@@ -215,6 +215,8 @@ def run_single(config: RunConfig, *, tracker=None, cache: DataCache | None = Non
         tracker.set_tags({"ci_resampling": "samples" if groups is None else f"{len(set(groups))} regions"})
         forecaster = result.forecaster
         history = forecaster.classifier.history_
+        # what the batching made of the data: e.g. a full pass of n samples in steps_per_epoch batches
+        tracker.log_params({f"fit.{k}": v for k, v in forecaster.classifier.batches_.items()})
         tracker.log_history(history)
         log_scores(tracker, result.scores)
         calibrated = forecaster.calibrator is not None
@@ -239,14 +241,17 @@ def run_single(config: RunConfig, *, tracker=None, cache: DataCache | None = Non
 
 
 def run_tags(config: RunConfig, extra: dict[str, str] | None) -> dict[str, str]:
-    """The MLflow tags of a run: architecture, kind, run key, threshold choice, reweighting
-    and calibration (what the report's calibration warning is driven by)."""
+    """The MLflow tags of a run: architecture, kind, run key, threshold choice, reweighting,
+    calibration (what the report's calibration warning is driven by) and leaks (the label as an
+    input: ``leaky`` with the reason)."""
     reweighting = probability_reweighting(config)
+    leak = "the label is an input (prep.label_as_input)" if config.prep.label_as_input else ""
     return {"architecture": config.model.name,
             "kind": "baseline" if config.model.name in BASELINES else "model",
             RUN_KEY_TAG: run_key(config), "threshold_metric": config.training.threshold_metric,
             "class_weighted": str(bool(reweighting)), "reweighting": reweighting,
             "calibrated": str(bool(config.training.calibration)), "calibration": config.training.calibration,
+            "leaky": str(bool(leak)), "leak": leak, "layout": config.prep.layout,
             **(extra or {})}
 
 

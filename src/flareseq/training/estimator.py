@@ -122,6 +122,8 @@ class FlareClassifier(BaseEstimator):
     history_ : per-epoch ``loss, accuracy, recall, precision, tss, hss2`` (and ``val_*``);
         empty for a baseline.
     best_epoch_ : epoch (0-based) whose weights were kept by early stopping, else ``None``.
+    batches_ : what training did per epoch: ``batch_size``, ``batches_per_epoch`` and
+        ``validation_samples_per_epoch`` (empty for a baseline).
     base_rate_ : event rate of the training labels (the climatology of BSS).
     n_features_in_, n_timesteps_in_, feature_names_in_ : shape of the training data.
     """
@@ -213,6 +215,7 @@ class FlareClassifier(BaseEstimator):
                 core = make_baseline_core(self.model, self.model_params, random_state=self.random_state)
                 self.model_ = core.fit(Xp, y, Xv, y_val)
                 self.history_, self.best_epoch_ = {}, None
+                self.batches_ = {}
             else:
                 spec = get_model_spec(self.model)
                 with torch.random.fork_rng(devices=[] if device.type == "cpu" else None):
@@ -222,6 +225,8 @@ class FlareClassifier(BaseEstimator):
                                          progress=self.progress, label=f"{self.model} ")
                 self.model_ = net.eval()
                 self.history_, self.best_epoch_ = result.history, result.best_epoch
+                self.batches_ = {"batch_size": result.batch_size, "batches_per_epoch": result.batches_per_epoch,
+                                 "validation_samples_per_epoch": result.validation_size}
         self.device_ = device
         self.preparation_ = preparation
         self.n_features_in_ = Xp.shape[2]
@@ -308,6 +313,7 @@ class FlareClassifier(BaseEstimator):
             "preparation": self.preparation_.to_dict(), "threshold": self.threshold_,
             "calibration": None if self.calibrator_ is None else self.calibrator_.to_dict(),
             "base_rate": self.base_rate_, "best_epoch": self.best_epoch_, "history": self.history_,
+            "batches": self.batches_,
         }
         (folder / "config.json").write_text(json.dumps(config, indent=2))
         if self.is_baseline:
@@ -384,6 +390,7 @@ class FlareClassifier(BaseEstimator):
         estimator.threshold_ = float(config["threshold"])
         estimator.history_ = config["history"]
         estimator.best_epoch_ = config["best_epoch"]
+        estimator.batches_ = dict(config.get("batches", {}))
         estimator.n_features_in_ = int(config["n_features"])
         estimator.n_timesteps_in_ = int(config["n_timesteps"])
         estimator.feature_names_in_ = estimator.preparation_.feature_names_

@@ -169,6 +169,9 @@ class TrainResult:
     history: dict[str, list[float]]
     best_epoch: int | None  # 0-based epoch whose weights were restored (early stopping)
     stopped_early: bool
+    batch_size: int = 0  # samples per training batch (a full pass: ceil(n / steps_per_epoch))
+    batches_per_epoch: int = 0
+    validation_size: int = 0  # validation samples scored per epoch
 
 
 class _Cycler:
@@ -325,7 +328,9 @@ def train_model(
     if settings.early_stopping and best_state is not None:
         # Keep the best epoch's weights, not the last (Keras: restore_best_weights=True).
         model.load_state_dict(best_state)
-    return TrainResult(history=history, best_epoch=best_epoch, stopped_early=stopped_early)
+    return TrainResult(history=history, best_epoch=best_epoch, stopped_early=stopped_early,
+                       batch_size=sampler.batch_size(), batches_per_epoch=sampler.n_steps(),
+                       validation_size=cursor.size if cursor is not None else 0)
 
 
 def _run_epochs(model, X, y, X_val, y_val, cursor, settings, optimizer, sampler, device, log, history):
