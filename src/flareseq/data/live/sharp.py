@@ -24,15 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from flareseq.data.live.series import (  # noqa: F401
+    CADENCES,
+    DEFAULT_NRT_SERIES,
+    DEFAULT_SERIES,
+    SERIES,
+)
 from flareseq.data.schema import KAGGLE_PARAMETERS
 from flareseq.errors import ConfigError, DataFormatError
-
-# The definitive series and their near-real-time twins (available hours after observation,
-# replaced by the definitive ones weeks later).
-SERIES = ("hmi.sharp_cea_720s", "hmi.sharp_720s", "hmi.sharp_cea_720s_nrt", "hmi.sharp_720s_nrt")
-DEFAULT_SERIES = "hmi.sharp_cea_720s"
-DEFAULT_NRT_SERIES = "hmi.sharp_cea_720s_nrt"
-CADENCES = {"12m": 12, "1h": 60, "96m": 96}
 
 # The 24 SHARP keywords of the Kaggle BigData Cup layout (its 25th series, XR_MAX, is the
 # GOES X-ray flux, not a SHARP keyword).
