@@ -182,7 +182,8 @@ class LiveServer:
         return f"{self.url}/hek/her"
 
     def rs_list_requests(self) -> list[str]:
-        return [s for s in self.seen if "op=rs_list" in s]
+        """The record sets (``ds``) of the rs_list requests seen, decoded."""
+        return [parse_qs(urlsplit(s).query)["ds"][0] for s in self.seen if "op=rs_list" in s]
 
 
 class _Handler(BaseHTTPRequestHandler):
