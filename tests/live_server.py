@@ -89,7 +89,9 @@ class SyntheticSun:
             # regions appear at the east limb or already on the disk, cross it, leave at the west limb
             lon0 = float(rng.uniform(-75, 40))
             first = self.start + timedelta(hours=float(rng.uniform(0, 24 * self.days * 0.75)))
-            last = min(end, first + timedelta(days=(80 - lon0) / ROTATION_DEG_PER_DAY))
+            # until it decays (2-6 days) or rotates past the west limb
+            lifetime = min((80 - lon0) / ROTATION_DEG_PER_DAY, float(rng.uniform(2, 6)))
+            last = min(end, first + timedelta(days=lifetime))
             noaa = () if k == self.n_regions - 1 else (13660 + k,) if k % 3 else (13660 + k, 13690 + k)
             strength = float([0.95, 0.8, 0.2, 0.6, 0.1, 0.9, 0.3, 0.05][k % 8])
             peak = first + (last - first) * float(rng.uniform(0.3, 0.8))

@@ -246,7 +246,8 @@ def _partition(dataset: FlareDataset, options: DatasetOptions, report: DatasetRe
         bounds = [first + np.timedelta64(int(math.floor(i * n_days / k)), "D") for i in range(k)] + [last]
     bounds = np.array(bounds, dtype="datetime64[ns]")
     block = np.searchsorted(bounds, starts, side="right") - 1
-    inside = reach <= bounds[np.minimum(block + 1, len(bounds) - 1)]
+    # strictly before: a horizon closing at midnight would reach into the next block's first day
+    inside = reach < bounds[np.minimum(block + 1, len(bounds) - 1)]
     report.excluded["partition_boundary"] = int((~inside).sum())
     regions = dataset.meta["region"].astype(str).to_numpy()
     table = pd.DataFrame({"region": regions[inside], "block": block[inside]})
