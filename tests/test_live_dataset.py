@@ -10,7 +10,12 @@ import pytest
 from live_server import SyntheticSun, start_server
 
 from flareseq.cli import main
-from flareseq.data.live.dataset import EXCLUSIONS, DatasetOptions, build_dataset, build_dataset_from_files
+from flareseq.data.live.dataset import (
+    EXCLUSIONS,
+    DatasetOptions,
+    build_dataset,
+    build_dataset_from_files,
+)
 from flareseq.data.live.flares import fetch_flares
 from flareseq.data.live.jsoc import SharpQuery, fetch_sharp
 from flareseq.data.store import read_manifest, read_store

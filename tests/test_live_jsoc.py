@@ -11,7 +11,12 @@ from live_server import SyntheticSun, start_server
 
 from flareseq.cli import main
 from flareseq.data.live.jsoc import JSOCError, SharpQuery, fetch_sharp, partial_dir
-from flareseq.data.live.sharp import normalise_noaa_list, parse_numbers, parse_quality, parse_t_rec
+from flareseq.data.live.sharp import (
+    normalise_noaa_list,
+    parse_numbers,
+    parse_quality,
+    parse_t_rec,
+)
 from flareseq.errors import ConfigError, DataFormatError
 
 pytest.importorskip("drms")
