@@ -308,9 +308,10 @@ if __name__ == "__main__":  # pragma: no cover - a demonstration server
     parser.add_argument("--start", default="2024-05-01")
     parser.add_argument("--days", type=int, default=6)
     parser.add_argument("--regions", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=17)
     args = parser.parse_args()
     server, state = start_server(SyntheticSun(start=datetime.fromisoformat(args.start), days=args.days,
-                                              n_regions=args.regions), port=args.port)
+                                              n_regions=args.regions, seed=args.seed), port=args.port)
     print(f"JSOC: {state.jsoc_url}\nHEK:  {state.hek_url}", flush=True)
     try:
         threading.Event().wait()
