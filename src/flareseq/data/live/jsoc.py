@@ -210,7 +210,7 @@ class Retrier:
             self.n_retried += 1
             if self.echo:
                 self.echo(f"  {what}: {type(last).__name__}: {last or 'connection closed'}; "
-                          f"retrying in {wait:.0f} s ({attempt + 1}/{self.retries})")
+                          f"retrying in {wait:.1f} s ({attempt + 1}/{self.retries})")
             time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
