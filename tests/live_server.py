@@ -172,6 +172,7 @@ class LiveServer:
     url: str = ""
     drops: dict[str, int] = field(default_factory=dict)  # substring of an rs_list ds -> answers to cut short
     errors: dict[str, int] = field(default_factory=dict)  # substring of an rs_list ds -> JSOC error answers
+    garbled: dict[str, int] = field(default_factory=dict)  # substring of an rs_list ds -> ragged keyword lists
     hek_statuses: list[int] = field(default_factory=list)  # HTTP statuses for the next HEK requests
     seen: list[str] = field(default_factory=list)  # every request's path and query
 
@@ -222,6 +223,12 @@ class _Handler(BaseHTTPRequestHandler):
                     if key in ds and state.drops[key] > 0:
                         state.drops[key] -= 1
                         return self._send(_rs_list(state.sun, ds, query.get("key", "")), cut=True)
+                for key in list(state.garbled):
+                    if key in ds and state.garbled[key] > 0:
+                        state.garbled[key] -= 1
+                        return self._send({"keywords": [{"name": "HARPNUM", "values": ["11000", "11001"]},
+                                                        {"name": "T_REC", "values": ["2024.05.01_00:00:00_TAI"]}],
+                                           "count": 2, "runtime": 0.01, "status": 0})
                 for key in list(state.errors):
                     if key in ds and state.errors[key] > 0:
                         state.errors[key] -= 1

@@ -134,6 +134,13 @@ def test_a_jsoc_error_answer_stops_with_its_message_and_a_rerun_resumes(live, tm
     assert "page 1/4 [2024-05-01T00:00, 2024-05-02T00:00): already fetched" in captured.err
 
 
+def test_an_unreadable_answer_is_a_clear_error(live, tmp_path):
+    live.garbled["2024.05.01"] = 1  # keyword lists of different lengths
+    with pytest.raises(JSOCError, match=r"page 1/4 .*the answer of JSOC could not be read \(ValueError"):
+        _fetch(live, tmp_path / "sharp.csv")
+    assert sum("2024.05.01" in r for r in live.rs_list_requests()) == 1  # not retried: it is not the network
+
+
 def test_another_query_over_a_partial_fetch_is_refused_until_restart(live, tmp_path):
     live.drops["2024.05.02"] = 10
     out = tmp_path / "sharp.csv"

@@ -49,7 +49,12 @@ from flareseq.data.live.sharp import (
     table_spec_text,
     write_rows,
 )
-from flareseq.errors import ConfigError, DownloadError, MissingDependencyError
+from flareseq.errors import (
+    ConfigError,
+    DownloadError,
+    FlareseqError,
+    MissingDependencyError,
+)
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 STATE_NAME = "state.json"
@@ -200,8 +205,12 @@ class Retrier:
                                     f"(after {attempt + 1} attempt(s)). {resume_hint}") from None
                 last = exc
             except Exception as exc:  # noqa: BLE001 - classified below
-                if not _is_transient(exc):
+                if isinstance(exc, FlareseqError):
                     raise
+                if not _is_transient(exc):
+                    # an answer drms could not turn into a table: a server's fault, not a bug here
+                    raise self.error(f"{what}: the answer of {self.server_name} could not be read "
+                                     f"({type(exc).__name__}: {exc}). {resume_hint}") from None
                 if attempt == self.retries:
                     raise self.error(f"{what} failed after {attempt + 1} attempt(s): {type(exc).__name__}: "
                                     f"{exc or 'connection closed'}. {resume_hint}") from None
