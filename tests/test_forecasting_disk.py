@@ -28,15 +28,14 @@ DATA_TIME = datetime(2024, 5, 10, 12, 0)
 @pytest.fixture(scope="module")
 def forecaster(tmp_path_factory):
     """A small real model, saved and loaded the way `flareseq forecast` loads one."""
-    from flareseq.prep.missing import MissingValues
-    from flareseq.training.baselines import make_baseline
+    from flareseq.training.estimator import make_baseline
     from flareseq.training.forecaster import Forecaster
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, T, 2)).astype(np.float32)
     y = (X[:, :, 0].mean(axis=1) > 0).astype(np.int8)
     data = FlareDataset(X=X, y=y, ids=np.arange(300).astype(str), feature_names=FEATURES, meta=empty_meta(300))
-    model = Forecaster(estimator=make_baseline("logistic-summary").fit(data), missing=MissingValues().fit(data),
+    model = Forecaster(classifier=make_baseline("logistic-summary").fit(data, X_val=data),
                        feature_names=FEATURES, n_timesteps=T, kind="baseline", name="logistic-summary")
     folder = model.save(tmp_path_factory.mktemp("model") / "m")
     return load_forecaster(folder)
