@@ -117,7 +117,7 @@ def _tree_rss(pid: int) -> list[int]:
             p = todo.pop()
             try:
                 status = Path(f"/proc/{p}/status").read_text()
-                out.append(int(next(l for l in status.splitlines() if l.startswith("VmRSS")).split()[1]) * 1024)
+                out.append(int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) * 1024)
                 for task in Path(f"/proc/{p}/task").iterdir():
                     todo += [int(c) for c in (task / "children").read_text().split()]
             except (OSError, StopIteration, ValueError):

@@ -316,7 +316,10 @@ def main_rotation(args, runs, source, started: float) -> int:
         if args.quick:
             config = config.with_overrides({"model.params": dict(get_model_spec(config.model.name).test_params)})
         plan.append(("lstm", config.with_overrides({"name": config.model.name})))
-    echo = (lambda line: print(line, file=sys.stderr))
+
+    def echo(line):
+        print(line, file=sys.stderr)
+
     results = cross_validate([c for _, c in plan], args.cv, source=source, progress=False, echo=echo)
     rows = [{"model": c.model.name, "kind": kind, "seed": fold, "n_parameters": None, "epochs": None,
              "fit_cpu_seconds": math.nan,

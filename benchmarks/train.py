@@ -153,10 +153,11 @@ def measure_rd_paths(repeats: int = 7) -> dict:
             seq = KerasLSTM(F, H, recurrent_dropout=0.2, return_sequences=True).train()
             last = KerasLSTM(F, H, recurrent_dropout=0.2).train()
             plain = KerasLSTM(F, H, recurrent_dropout=0.0, return_sequences=True).train()
-            paths = {"python loop": lambda: seq._forward_masked(x), "shut gates (last)": lambda: last._forward_last_masked(x),
-                     "fused, no rd": lambda: plain(x)}
+            paths = {"python loop": lambda seq=seq, x=x: seq._forward_masked(x),
+                     "shut gates (last)": lambda last=last, x=x: last._forward_last_masked(x),
+                     "fused, no rd": lambda plain=plain, x=x: plain(x)}
             if recurrent._lstm is not None:
-                paths = {"C loop": lambda: seq._forward_kernel(x), **paths}
+                paths = {"C loop": lambda seq=seq, x=x: seq._forward_kernel(x), **paths}
             best = {name: float("inf") for name in paths}
             for _ in range(repeats):
                 for name, run in paths.items():  # interleaved: all paths see the same load

@@ -10,6 +10,8 @@ import pytest
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# 12 real SWAN-SF samples (MIT), committed so that the tests needing real samples never skip
+SWAN_SAMPLES = Path(__file__).resolve().parent / "data" / "swan-sf-samples"
 SHARED_DATA = Path(os.environ.get("FLARESEQ_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
@@ -19,6 +21,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (set FLARESEQ_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def swan_samples() -> Path:
+    """The 12 real SWAN-SF samples in both layouts (tests/data/swan-sf-samples)."""
+    return SWAN_SAMPLES
 
 
 @pytest.fixture(scope="module")

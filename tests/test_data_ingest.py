@@ -53,8 +53,8 @@ def test_errors_in_later_chunks_name_the_true_line(kaggle_file, tmp_path):
     assert report.manifest["counts"]["n_samples"] == 119
 
 
-def test_mixed_inputs_keep_side_series(kaggle_file, shared_data, tmp_path):
-    swan = shared_data / "swan-sf-samples" / "mvts"
+def test_mixed_inputs_keep_side_series(kaggle_file, swan_samples, tmp_path):
+    swan = swan_samples / "mvts"
     report = ingest([kaggle_file, swan], tmp_path / "store", workers=1, progress=False)
     stored = load_dataset(tmp_path / "store", aux=True)
     assert load_dataset(tmp_path / "store").aux == {}  # side series only on request

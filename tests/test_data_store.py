@@ -111,12 +111,12 @@ def test_parquet_encoding_is_as_documented(tmp_path, dataset):
     assert column.compression == "ZSTD" and "BYTE_STREAM_SPLIT" in column.encodings
 
 
-def test_content_hash_test_vector_of_docs_store_md(shared_data):
+def test_content_hash_test_vector_of_docs_store_md(swan_samples):
     """The value documented for other engines (docs/store.md): changing the canonical
     serialisation changes every store's hash, so it must be deliberate."""
     from flareseq.data import load_dataset
 
-    dataset = load_dataset(shared_data / "swan-sf-samples" / "bigdatacup_layout.jsonl")
+    dataset = load_dataset(swan_samples / "bigdatacup_layout.jsonl")
     assert content_hash(dataset) == "sha256:2006488f973891de6012c9c243784d41af16383000728f91259d3690438f3a1f"
 
 

@@ -46,8 +46,8 @@ def test_synthetic_files_round_trip_with_partitions(tmp_path):
         assert read.meta["goes_class"][j] == made.meta["goes_class"][i]
 
 
-def test_real_samples_quirks(shared_data):
-    dataset = read_swansf(shared_data / "swan-sf-samples" / "mvts")
+def test_real_samples_quirks(swan_samples):
+    dataset = read_swansf(swan_samples / "mvts")
     assert dataset.n_samples == 12 and dataset.n_positive == 4
     assert dataset.feature_names == KAGGLE_PARAMETERS and "USFLUX" not in dataset.aux
     # one time step is entirely empty: all 24 SHARP values missing, XR_MAX present
@@ -61,8 +61,8 @@ def test_real_samples_quirks(shared_data):
 
 
 @pytest.mark.parametrize("kind", ["tar.gz", "zip"])
-def test_archives_read_like_the_folder(shared_data, tmp_path, kind):
-    folder = shared_data / "swan-sf-samples" / "mvts"
+def test_archives_read_like_the_folder(swan_samples, tmp_path, kind):
+    folder = swan_samples / "mvts"
     target = tmp_path / f"partition3.{kind}"
     if kind == "zip":
         with zipfile.ZipFile(target, "w") as archive:
@@ -80,10 +80,10 @@ def test_archives_read_like_the_folder(shared_data, tmp_path, kind):
     assert (from_archive.meta["fold"] == 3).all()  # partition from the archive path
 
 
-def test_cross_format_real_samples_are_identical(shared_data):
+def test_cross_format_real_samples_are_identical(swan_samples):
     """mvts/ and bigdatacup_layout.jsonl hold the same 12 samples (manifest.csv pairs them):
     identical X, NaN in the same places, identical labels."""
-    root = shared_data / "swan-sf-samples"
+    root = swan_samples
     swan = read_swansf(root / "mvts")
     kaggle = read_kaggle(root / "bigdatacup_layout.jsonl")
     manifest = pd.read_csv(root / "manifest.csv")

@@ -271,10 +271,10 @@ def test_cli_reports_errors_without_traceback(file_server, tmp_path, capsys):
 
 
 @pytest.mark.realdata
-def test_real_swan_sf_samples_survive_download_and_extraction(shared_data, file_server, tmp_path):
+def test_real_swan_sf_samples_survive_download_and_extraction(swan_samples, file_server, tmp_path):
     """The 12 real SWAN-SF sample files, packed as a partition archive, come out byte-identical
     (their names hold brackets, '@' and ':', which must pass through tar and the file system)."""
-    samples = sorted((shared_data / "swan-sf-samples" / "mvts").glob("*.csv"))
+    samples = sorted((swan_samples / "mvts").glob("*.csv"))
     assert len(samples) == 12
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:

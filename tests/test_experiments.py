@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import replace
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,8 +17,6 @@ from flareseq.experiments.grid import expand_grid
 from flareseq.experiments.runner import run_experiment
 from flareseq.experiments.single import run_single
 from flareseq.experiments.tracking import resolve_tracking_uri, runs_frame
-
-mlflow = pytest.importorskip("mlflow")
 
 SMALL = {
     "data": {"synthetic_samples": 500},

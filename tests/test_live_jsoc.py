@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import drms  # noqa: F401  (a test dependency: the JSOC client under test)
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,8 +19,6 @@ from flareseq.data.live.sharp import (
     parse_t_rec,
 )
 from flareseq.errors import ConfigError, DataFormatError
-
-pytest.importorskip("drms")
 
 START, DAYS = datetime(2024, 5, 1), 4
 

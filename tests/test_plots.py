@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import sys
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 
 from flareseq.reporting import plots
-
-matplotlib = pytest.importorskip("matplotlib")
 
 
 @pytest.fixture(scope="module")

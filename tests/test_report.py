@@ -42,7 +42,6 @@ def runs():
 
 @pytest.fixture
 def figures(tmp_path):
-    pytest.importorskip("matplotlib")
     from flareseq.reporting import plots
 
     paths = []

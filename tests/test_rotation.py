@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,8 +14,6 @@ from flareseq.experiments.grid import expand_grid
 from flareseq.experiments.rundata import DataCache, prepare_run_data, rotation_splits
 from flareseq.experiments.runner import run_experiment
 from flareseq.experiments.tracking import ROLE_TAG, resolve_tracking_uri, runs_frame
-
-mlflow = pytest.importorskip("mlflow")
 
 
 @pytest.fixture(scope="module")

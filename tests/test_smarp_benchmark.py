@@ -135,7 +135,7 @@ def test_cv_rotates_every_fold_through_the_test_set_and_pairs_the_best_two(table
                                  "--cv", str(N_FOLDS))
     assert result["cv"] == N_FOLDS and result["n_windows"] == N_FOLDS * N_REGIONS * (N_ROWS - 16 + 1)
     assert list(result["models"]) == BASELINES + ["lstm"]
-    for name, scores in result["models"].items():
+    for scores in result["models"].values():
         assert len(scores["test_tss_by_fold"]) == N_FOLDS  # one score per test fold
         assert scores["test_tss_sd"] >= 0 and -1 <= scores["test_tss"] <= 1
     assert result["best_model"] == "lstm" and result["best_baseline"] in BASELINES
@@ -165,7 +165,6 @@ def test_the_experiment_file_is_the_benchmarks_protocol():
 
 
 def test_the_experiment_runs_end_to_end_through_mlflow(tables, tmp_path):
-    pytest.importorskip("mlflow")
     from flareseq.experiments.runner import run_experiment
 
     # The runner of `flareseq experiments experiments/smarp.toml --data ...`, with one model

@@ -84,8 +84,8 @@ def edit(line: str, change) -> str:
 
 
 # -- the same store -------------------------------------------------------------------------------
-def test_real_samples_in_both_layouts_give_the_local_store(spark, shared_data, tmp_path):
-    samples = shared_data / "swan-sf-samples"
+def test_real_samples_in_both_layouts_give_the_local_store(spark, swan_samples, tmp_path):
+    samples = swan_samples
     inputs = [samples / "bigdatacup_layout.jsonl", samples / "mvts"]
     report = spark_ingest(spark, inputs, tmp_path / "spark")
     ingest(inputs, tmp_path / "local", workers=1, progress=False)
@@ -203,9 +203,9 @@ def test_a_bad_record_stops_the_ingest_naming_file_line_and_field(spark, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "base.jsonl"]  # no store, no staging
 
 
-def test_bad_swansf_files_are_skipped_and_refused_like_the_local_engine(spark, shared_data, tmp_path):
+def test_bad_swansf_files_are_skipped_and_refused_like_the_local_engine(spark, swan_samples, tmp_path):
     folder = tmp_path / "partition3"
-    shutil.copytree(shared_data / "swan-sf-samples" / "mvts", folder)
+    shutil.copytree(swan_samples / "mvts", folder)
     files = sorted(folder.iterdir())
     rows = [row.split("\t") for row in files[0].read_text().split("\n")]
     rows[5][1] = "abc"  # line 6, TOTUSJH: not a number

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -183,7 +183,7 @@ def cmd_forecast(args) -> int:
     from flareseq.experiments.run_models import load_forecaster
     from flareseq.forecasting.disk import forecast_at
 
-    at = datetime.now(timezone.utc).replace(tzinfo=None, second=0, microsecond=0) if args.now else parse_time(args.at, "at")
+    at = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0) if args.now else parse_time(args.at, "at")
     series = args.series or (DEFAULT_NRT_SERIES if args.now else DEFAULT_SERIES)
     forecaster = load_forecaster(args.model, experiment=args.experiment, tracking_uri=args.tracking_uri,
                                  output_dir=args.output_dir)

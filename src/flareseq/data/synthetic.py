@@ -88,7 +88,7 @@ def _block(seed: int, block: int, n_timesteps: int, fold_shares) -> dict:
     activity, nuisance, g_flux, g_hel, noise = rng.standard_normal((5, B))
     tau = np.linspace(0.0, 1.0, T)
     X = np.empty((B, T, F), dtype=np.float64)
-    for j, (name, (scale, kind, sign, spread, cv)) in enumerate(_PARAMETERS.items()):
+    for j, (scale, kind, sign, spread, cv) in enumerate(_PARAMETERS.values()):
         # AR(1) noise in log space: smooth, as consecutive 12-minute SHARP values are
         e = rng.standard_normal((B, T))
         phi = 0.9

@@ -218,7 +218,7 @@ def _build(cls: type, values: Mapping[str, Any], where: str, prefix: str):
     kwargs = {}
     for name, value in values.items():
         kind = hints[name]
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             kwargs[name] = _build(kind, value, where, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(value, kind, f"{prefix}{name}", where)

@@ -106,7 +106,7 @@ def write_experiment_report(tracking_uri: str, experiment: str, out_dir: str | P
         "data": first.get("data_source", "") if len(runs) else "",
         "data content hash": first.get("data_hash", "") if len(runs) else "",
         "runs": f"{len(runs)} ({int((runs['status'] == 'FINISHED').sum()) if len(runs) else 0} finished)",
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     return build_report(runs, figures=figures, meta=meta, out_dir=out, comparisons=comparisons)
 

@@ -48,6 +48,13 @@ class RunData:
     split: Split
     source: Source
     facts: dict[str, Any] = field(default_factory=dict)
+    # The samples the run forecasts, before any study layout: a few of them (raw training
+    # samples, NaN kept) are the model's input example, and their shape is what it takes.
+    samples: FlareDataset | None = None
+
+    @property
+    def sample_example(self) -> FlareDataset:
+        return self.samples if self.samples is not None else self.train.subset(slice(0, 2))
 
     def parts(self) -> dict[str, FlareDataset]:
         return dict(zip(PART_NAMES, (self.train, self.validation, self.test)))
@@ -208,6 +215,7 @@ def prepare_parts(parts: dict[str, FlareDataset], split: Split, source: Source, 
             keep = ~np.isnan(part.X).any(axis=(1, 2))
             parts[name] = part.subset(keep)
             facts[f"missing_{name}"]["n_samples_dropped"] = int((~keep).sum())
+    samples = parts["train"].subset(slice(0, 2))
     for k, name in enumerate(PART_NAMES):
         if parts[name].n_samples and prep.layout != "sequence":
             before = parts[name]
@@ -228,7 +236,7 @@ def prepare_parts(parts: dict[str, FlareDataset], split: Split, source: Source, 
     facts["pcc_125"] = 1.25 * facts["pcc"]
     facts["base_rate"] = float(parts["train"].y.mean()) if parts["train"].n_samples else float("nan")
     return RunData(train=parts["train"], validation=parts["validation"], test=parts["test"], split=split,
-                   source=source, facts=facts)
+                   source=source, facts=facts, samples=samples)
 
 
 def check_prep(prep: PrepConfig, *, allow_leaky: bool = False) -> None:

@@ -129,8 +129,9 @@ def evaluate_run(config: RunConfig, data: RunData, *, progress: bool | None = No
         )
     classifier.fit(data.train, X_val=data.validation if has_val else None)
     kind = "baseline" if config.model.name in BASELINES else "model"
-    forecaster = Forecaster(classifier=classifier, feature_names=data.train.feature_names,
-                            n_timesteps=data.train.n_timesteps, layout=config.prep.layout, kind=kind, name=config.name)
+    samples = data.sample_example  # what the forecaster takes: samples before any study layout
+    forecaster = Forecaster(classifier=classifier, feature_names=samples.feature_names,
+                            n_timesteps=samples.n_timesteps, layout=config.prep.layout, kind=kind, name=config.name)
     climatology = data.facts["base_rate"]
     raw_val = classifier.predict_proba_uncalibrated(data.validation) if has_val else np.empty(0)
     raw_test = classifier.predict_proba_uncalibrated(data.test)
@@ -235,7 +236,10 @@ def run_single(config: RunConfig, *, tracker=None, cache: DataCache | None = Non
                 tracker.log_artifact(tmp / "plots", subdir="plots")
             tracker.log_artifact(tmp / "preparation.json")
             if config.tracking.log_model:
-                tracker.log_model(tmp / "forecaster", input_example=data.train.X[:2])
+                # a model of the study's windows forecasts no samples: no example to validate it with
+                example = data.sample_example.X
+                tracker.log_model(tmp / "forecaster", shape=example.shape[1:],
+                                  input_example=None if config.prep.layout == "study-windows" else example)
     return RunResult(name=name, status="FINISHED", run_id=run_id, scores=result.scores,
                      seconds=time.perf_counter() - started, predictions=test_frame, validation_predictions=val_frame)
 

@@ -74,7 +74,7 @@ class NullTracker:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
     def log_history(self, history: Mapping[str, list[float]]) -> None: ...
     def log_artifact(self, path: str | os.PathLike[str], subdir: str | None = None) -> None: ...
-    def log_model(self, model_dir: str | os.PathLike[str], *, input_example) -> None: ...
+    def log_model(self, model_dir: str | os.PathLike[str], *, shape, input_example) -> None: ...
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
 
 
@@ -146,13 +146,13 @@ class MlflowTracker:
         else:
             self._mlflow.log_artifact(str(path), artifact_path=subdir)
 
-    def log_model(self, model_dir: str | os.PathLike[str], *, input_example) -> None:
+    def log_model(self, model_dir: str | os.PathLike[str], *, shape, input_example) -> None:
         """The saved model as an MLflow pyfunc model (see :mod:`flareseq.experiments.pyfunc`), with its
-        signature (raw samples ``(n, n_timesteps, n_features)`` in, probability and label
-        out) and an input example of a few raw samples."""
+        signature (raw samples ``(n, n_timesteps, n_features)`` in, ``shape`` being the last
+        two; probability and label out) and an input example of a few raw samples (or none)."""
         from flareseq.experiments import pyfunc as serving
 
-        n_timesteps, n_features = input_example.shape[1:]
+        n_timesteps, n_features = shape
         self._mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
             python_model=serving.__file__,

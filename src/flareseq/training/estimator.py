@@ -22,7 +22,7 @@ import contextlib
 import json
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from flareseq.evaluation import metrics
 from flareseq.evaluation.calibration import calibrator_from_dict, fit_calibrator
 from flareseq.models import get_model_spec
 from flareseq.prep.preparation import Preparation, check_values
-from flareseq.training.baselines import BASELINES, make_baseline_core
+from flareseq.training.baselines import BASELINES, Baseline, make_baseline_core
 from flareseq.training.loop import predict_logits, train_model
 from flareseq.training.settings import DEFAULTS, SETTING_NAMES, TrainingSettings
 
@@ -94,7 +94,7 @@ def _torch_threads(n_threads: int):
         torch.set_num_threads(before)
 
 
-class FlareClassifier(BaseEstimator):
+class FlareClassifier(BaseEstimator):  # type: ignore[misc]  # scikit-learn ships no type stubs
     """A model from the registry (or a baseline), trained and used like a scikit-learn classifier.
 
     Parameters
@@ -127,6 +127,8 @@ class FlareClassifier(BaseEstimator):
     base_rate_ : event rate of the training labels (the climatology of BSS).
     n_features_in_, n_timesteps_in_, feature_names_in_ : shape of the training data.
     """
+
+    model_: torch.nn.Module | Baseline
 
     def __init__(
         self, model: str = "lstm", model_params: dict | None = None, *, scaler: str = "zscore",
@@ -258,9 +260,9 @@ class FlareClassifier(BaseEstimator):
     def _positive(self, X_prepared: np.ndarray) -> np.ndarray:
         """The model's own (uncalibrated) event probabilities of prepared inputs."""
         if self.is_baseline:
-            return np.clip(self.model_.predict_positive(X_prepared), 0.0, 1.0)
+            return np.clip(cast(Baseline, self.model_).predict_positive(X_prepared), 0.0, 1.0)
         with _torch_threads(self.n_threads):
-            logits = predict_logits(self.model_, X_prepared, device=self.device_)
+            logits = predict_logits(cast(torch.nn.Module, self.model_), X_prepared, device=self.device_)
         return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
     def predict_proba_uncalibrated(self, X) -> np.ndarray:
@@ -317,13 +319,15 @@ class FlareClassifier(BaseEstimator):
         }
         (folder / "config.json").write_text(json.dumps(config, indent=2))
         if self.is_baseline:
-            np.savez(folder / "arrays.npz", **self.model_.state())
+            arrays: dict[str, Any] = cast(Baseline, self.model_).state()
+            np.savez(folder / "arrays.npz", **arrays)
         else:
             from safetensors.torch import save_model
 
+            net = cast(torch.nn.Module, self.model_)
             # save_model stores a tied tensor once and load_model restores the sharing.
-            save_model(self.model_.cpu(), str(folder / "weights.safetensors"))
-            self.model_.to(self.device_)
+            save_model(net.cpu(), str(folder / "weights.safetensors"))
+            net.to(self.device_)
         return folder
 
     @classmethod

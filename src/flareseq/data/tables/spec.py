@@ -145,7 +145,8 @@ class TableSpec:
             try:
                 compiled = re.compile(self.fold_pattern)
             except re.error as exc:
-                raise ConfigError(f"TableSpec.fold_pattern {self.fold_pattern!r} is not a regular expression: {exc}.")
+                raise ConfigError(
+                    f"TableSpec.fold_pattern {self.fold_pattern!r} is not a regular expression: {exc}.") from None
             if compiled.groups < 1:
                 raise ConfigError(
                     f"TableSpec.fold_pattern {self.fold_pattern!r} needs a group capturing the fold number, e.g. r'_(\\d+)\\.csv$'."

@@ -186,7 +186,8 @@ def _read_file(path: Path, spec: TableSpec, *, progress: bool = False) -> pd.Dat
         try:
             header = list(pd.read_csv(path, sep=sep, nrows=0).columns)
         except pd.errors.EmptyDataError:
-            raise DataFormatError(path, line=1, expected="a header line naming the columns", found="an empty file")
+            raise DataFormatError(path, line=1, expected="a header line naming the columns",
+                                  found="an empty file") from None
     for column in spec.columns:
         if column not in header:
             close = get_close_matches(column, header, n=1)
