@@ -251,7 +251,8 @@ class ValidationCursor:
 
     def __init__(self, n: int, settings: TrainingSettings) -> None:
         self.n, self.position = n, 0
-        self.size = n if not settings.validation_steps else min(n, settings.validation_steps * settings.batch_size)
+        limited = settings.batching == "sampled" and settings.validation_steps
+        self.size = min(n, settings.validation_steps * settings.batch_size) if limited else n
 
     def next(self) -> np.ndarray | slice:
         if self.size >= self.n:
