@@ -10,6 +10,7 @@ with the best baseline on the same test samples (paired bootstrap by region,
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from pathlib import Path
 
 import numpy as np
@@ -193,7 +194,8 @@ def compare_runs(tracking_uri: str, experiment: str, first: str, second: str, *,
 
 def resolve_run_id(client, run: str, experiment: str, tracking_uri: str, *, hint: str = "") -> str:
     """A run id from an id or a run name (the newest finished run of that name); ``hint``
-    adds another way out to the error."""
+    adds another way out to the error. A missing experiment is reported as such, and an
+    unknown name with the closest run names of the experiment."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -201,16 +203,43 @@ def resolve_run_id(client, run: str, experiment: str, tracking_uri: str, *, hint
     except MlflowException:  # not a run id: look it up by name
         pass
     found = client.get_experiment_by_name(experiment)
-    if found is not None:
-        escaped = run.replace("'", "\\'")
-        runs = client.search_runs([found.experiment_id], max_results=1, order_by=["start_time DESC"],
-                                  filter_string=f"attributes.run_name = '{escaped}' and attributes.status = 'FINISHED'")
-        if runs:
-            return runs[0].info.run_id
+    if found is None:
+        raise _missing_experiment(client, experiment, tracking_uri,
+                                  f"(looking for the run {run!r}; a run id needs no experiment)")
+    escaped = run.replace("'", "\\'")
+    runs = client.search_runs([found.experiment_id], max_results=1, order_by=["start_time DESC"],
+                              filter_string=f"attributes.run_name = '{escaped}' and attributes.status = 'FINISHED'")
+    if runs:
+        return runs[0].info.run_id
+    names = {r.info.run_name: r.info.status for r in client.search_runs([found.experiment_id], max_results=5000)}
+    if run in names:
+        why = f"the run {run!r} in experiment {experiment!r} of {tracking_uri} is {names[run]}, not FINISHED"
+    else:
+        why = f"no run with id or name {run!r} in experiment {experiment!r} of {tracking_uri}"
+    close = difflib.get_close_matches(run, [n for n, status in names.items() if status == "FINISHED"], n=3)
+    suggestion = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise FlareseqError(
-        f"no finished run with id or name {run!r} in experiment {experiment!r} of {tracking_uri}; "
-        f"list runs with `flareseq report` or `flareseq ui`{', ' + hint if hint else ''}."
+        f"{why}.{suggestion} List the runs with `flareseq report --experiment {experiment}` or `flareseq ui`"
+        f"{', ' + hint if hint else ''}."
     )
+
+
+def require_experiment(tracking_uri: str, experiment: str) -> None:
+    """Raise the error of a missing ``experiment`` (naming the closest existing ones)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    if client.get_experiment_by_name(experiment) is None:
+        raise _missing_experiment(client, experiment, tracking_uri)
+
+
+def _missing_experiment(client, experiment: str, tracking_uri: str, context: str = "") -> FlareseqError:
+    names = [e.name for e in client.search_experiments()]
+    close = difflib.get_close_matches(experiment, names, n=3)
+    suggestion = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    listing = f" Its experiments: {', '.join(sorted(names))}." if names else " It holds no experiment."
+    return FlareseqError(f"no experiment {experiment!r} in the tracking store {tracking_uri}"
+                         f"{' ' + context if context else ''}.{suggestion}{listing} Choose one with --experiment.")
 
 
 def _first_fold_run(client, run_id: str) -> str | None:
