@@ -197,8 +197,7 @@ def cmd_experiments(args) -> int:
     if not args.no_report:
         out = Path(first.tracking.output_dir) / "reports" / first.tracking.experiment
         paths = write_experiment_report(tracker_uri, first.tracking.experiment, out)
-        print(f"report: {paths.markdown}", file=sys.stderr)
-        print(paths.html)
+        _print_report_paths(paths, out.parent)
     return 1 if failed else 0
 
 
@@ -275,9 +274,21 @@ def cmd_report(args) -> int:
     require_experiment(uri, args.experiment)
     out = Path(args.out) if args.out else Path(args.output_dir) / "reports" / args.experiment
     paths = write_experiment_report(uri, args.experiment, out)
-    print(f"report: {paths.markdown}", file=sys.stderr)
-    print(paths.html)
+    _print_report_paths(paths, None if args.out else out.parent)
     return 0
+
+
+def _print_report_paths(paths, reports_dir: Path | None) -> None:
+    """Say where the report is (the HTML page last, on stdout); refresh the index of the
+    reports folder (each experiment's headline) when the report went to the default place."""
+    print(f"report: {paths.markdown}", file=sys.stderr)
+    if reports_dir is not None:
+        from flareseq.reporting.index import write_reports_index
+
+        index = write_reports_index(reports_dir)
+        if index is not None:
+            print(f"index of the reports: {index}", file=sys.stderr)
+    print(paths.html)
 
 
 # -- helpers -------------------------------------------------------------------------------
