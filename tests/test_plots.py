@@ -277,3 +277,13 @@ def test_save_figure_writes_png_and_closes_pyplot_figures(tmp_path):
     path = plots.save_figure(ax, tmp_path / "deep" / "counts.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert fig.number not in plt.get_fignums()
+
+
+def test_run_comparison_legend_keys_the_scores_in_the_models_colours_when_a_baseline_comes_first(runs_table):
+    from matplotlib.colors import to_rgba
+
+    first_baseline = runs_table.sort_values("kind")  # "baseline" rows first
+    ax = plots.plot_run_comparison(first_baseline, pcc=0.74)
+    keys = {h.get_label(): h for h in ax.get_legend().legend_handles}
+    assert keys["TSS"].get_facecolor() == to_rgba("C0") and keys["HSS2"].get_facecolor() == to_rgba("C1")
+    assert keys["baseline"].get_hatch() == plots.BASELINE_HATCH

@@ -49,6 +49,8 @@ def _row(name: str, report_html: Path, out_dir: Path, headline: dict | None) -> 
                            f"test {fmt(baseline.get('test_tss'))}")
     if paired:
         row["difference"] = f"{paired['difference']:+.3f} [{paired['low']:+.3f}, {paired['high']:+.3f}]"
+        if abs(paired.get("level", 0.95) - 0.95) > 1e-9:  # the header says 95 %; another level is said here
+            row["difference"] += f" ({100 * paired['level']:g} %)"
         row["verdict"] = _VERDICTS.get(paired["verdict"], paired["verdict"])
     elif headline.get("test_tss_difference") is not None:
         row["difference"] = f"{headline['test_tss_difference']:+.3f} (not paired)"
@@ -63,7 +65,7 @@ _HEADER = {"experiment": "experiment", "model": "best model (by val TSS)", "base
            "difference": "ΔTSS on test [95 % CI]", "verdict": "paired verdict", "runs": "runs"}
 _INDEX_CSS = """
 td.verdict-better { color: #075; font-weight: bold; } td.verdict-worse { color: #a30; font-weight: bold; }
-td { vertical-align: top; } td:nth-child(2), td:nth-child(3) { white-space: normal; }
+th, td { text-align: left; vertical-align: top; }
 """
 
 

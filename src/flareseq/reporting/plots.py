@@ -259,6 +259,7 @@ def plot_reliability(y_true, p, *, n_bins: int = 10, ax: Axes | None = None, lab
     ax.legend(**_OUTSIDE)
     counts_ax.set(yscale="log", xlim=(0, 1), xlabel="mean forecast probability", ylabel="samples\nper bin")
     counts_ax.grid(True, axis="y", which="major", color="0.9")
+    counts_ax.margins(y=0.2)  # a point at the largest count is not cut by the frame
     return ax
 
 
@@ -361,14 +362,19 @@ def _bar_styles(is_baseline: np.ndarray, color: str) -> tuple[list[str], list[st
 
 
 def _draw_bars(ax: Axes, x: np.ndarray, heights: np.ndarray, width: float, color: str,
-               is_baseline: np.ndarray, label: str, rotation: float = 0) -> None:
+               is_baseline: np.ndarray, label: str, rotation: float = 0):
+    """Bars with their numbers on top; returns the legend's key for them (in the models'
+    colour: a legend drawn from the bars would copy the first bar, grey when it is a baseline)."""
+    from matplotlib.patches import Patch
+
     colors, hatches = _bar_styles(is_baseline, color)
     bars = ax.bar(x, np.nan_to_num(heights, nan=0.0), width, color=colors, edgecolor="k", linewidth=0.5,
-                  label=label)
+                  label="_nolegend_")
     for bar, hatch in zip(bars, hatches):
         bar.set_hatch(hatch)
     ax.bar_label(bars, labels=["–" if np.isnan(h) else f"{h:.2f}" for h in heights], fontsize=LABEL_POINTS,
                  rotation=rotation, padding=2)
+    return Patch(facecolor=color, edgecolor="k", linewidth=0.5, label=label)
 
 
 def plot_run_comparison(table: pd.DataFrame, *, pcc: float | None = None, ax: Axes | None = None,
@@ -424,21 +430,20 @@ def plot_run_comparison(table: pd.DataFrame, *, pcc: float | None = None, ax: Ax
     # Upright 8-point numbers need about 0.3 in per bar; narrower bars get them turned.
     bar_inches = width * (ax.figure.get_figwidth() - 3.5) / max(len(runs), 1)
     rotation = 0 if bar_inches >= 0.3 else 90
-    _draw_bars(ax, x - width / 2, runs["tss"].to_numpy(float), width, "C0", is_baseline, "TSS", rotation)
-    _draw_bars(ax, x + width / 2, runs["hss2"].to_numpy(float), width, "C1", is_baseline, "HSS2", rotation)
+    keys = [_draw_bars(ax, x - width / 2, runs["tss"].to_numpy(float), width, "C0", is_baseline, "TSS", rotation),
+            _draw_bars(ax, x + width / 2, runs["hss2"].to_numpy(float), width, "C1", is_baseline, "HSS2", rotation)]
     ax.axhline(0.0, color="k", linewidth=0.8)
     if study_tss is not None:
         ax.axhspan(*study_tss, color="C2", alpha=0.15,
                    label=f"study, implied TSS\n{study_tss[0]:.2f}–{study_tss[1]:.2f} (its data)")
     for i, (text, value) in enumerate((reference_lines or {}).items()):
         ax.axhline(value, linestyle=":", color=f"C{4 + i % 6}", label=f"{text}: {value:.2f}")
+    keys += ax.get_legend_handles_labels()[0]  # the study's band, reference lines
     if is_baseline.any():
         from matplotlib.patches import Patch
 
-        # A second legend (add_artist keeps it when the main one is drawn) keys the baseline style.
-        marker = Patch(facecolor=BASELINE_COLOR, hatch=BASELINE_HATCH, edgecolor="k", label="baseline")
-        ax.add_artist(ax.legend(handles=[marker], **{**_OUTSIDE, "loc": "lower left", "bbox_to_anchor": (1.01, 0.0)}))
-    ax.legend(**_OUTSIDE)
+        keys.append(Patch(facecolor=BASELINE_COLOR, hatch=BASELINE_HATCH, edgecolor="k", label="baseline"))
+    ax.legend(handles=keys, **_OUTSIDE)
     scores = np.r_[runs["tss"].to_numpy(float), runs["hss2"].to_numpy(float), 0.0]
     high = np.nanmax(scores)
     ax.set_ylim(min(-0.1, np.nanmin(scores) - 0.1), max(1.05, high + (0.2 if rotation else 0.1)))
@@ -449,14 +454,14 @@ def plot_run_comparison(table: pd.DataFrame, *, pcc: float | None = None, ax: Ax
     ax.set_xticks(x, labels, rotation=30, ha="right")
 
     if draw_accuracy:
-        _draw_bars(accuracy_ax, x, runs["accuracy"].to_numpy(float), 2 * width, "C4", is_baseline, "accuracy",
-                   rotation)
+        accuracy_key = _draw_bars(accuracy_ax, x, runs["accuracy"].to_numpy(float), 2 * width, "C4", is_baseline,
+                                  "accuracy", rotation)
         accuracy_ax.axhline(pcc, color="C3", linestyle="--", label=f"PCC = {100 * pcc:.2f} %")
         accuracy_ax.axhline(1.25 * pcc, color="C3", linestyle="-", label=f"1.25 × PCC = {125 * pcc:.2f} %")
         accuracy_ax.set_ylim(0, max(1.0, 1.25 * pcc) + (0.2 if rotation else 0.08))
         accuracy_ax.set_ylabel("test accuracy")
         accuracy_ax.set_title("Accuracy against the proportion chance criterion")
-        accuracy_ax.legend(**_OUTSIDE)
+        accuracy_ax.legend(handles=[*accuracy_ax.get_legend_handles_labels()[0], accuracy_key], **_OUTSIDE)
         accuracy_ax.set_xticks(x, labels, rotation=30, ha="right")
     return ax
 

@@ -232,7 +232,8 @@ def _runs_note(df: pd.DataFrame) -> list[_Paragraph]:
     axes = grid_axes(df)
     if axes:
         text += (f" {', '.join(_axis_headers(axes).values())}: the settings that differ between the model runs; "
-                 "'–' where a setting does not apply (a baseline has no epochs or class weights).")
+                 "'–' where the grid's setting does not apply (baselines are not trained with the grid's epochs "
+                 "or class weights).")
     if df["n_folds"].notna().any():
         text += (" Rotated runs (see Rotation) show the mean over their test folds, each fold with its own "
                  "validation-chosen threshold.")
