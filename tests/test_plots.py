@@ -96,7 +96,8 @@ def test_roc_overlays_runs_with_auc_and_one_chance_line(forecasts):
     assert labels.count("chance") == 1
     assert len(labels) == 3
     assert labels[0].startswith("val (AUC = 0.") and labels[2].startswith("test (AUC = 0.")
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == labels
+    # The legend lists the runs, then the reference diagonal.
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [labels[0], labels[2], "chance"]
 
 
 def test_roc_with_one_class_says_undefined_instead_of_crashing():

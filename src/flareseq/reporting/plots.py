@@ -204,6 +204,13 @@ def plot_class_counts(counts: Mapping[str, tuple[int, int]], *, ax: Axes | None 
     return ax
 
 
+def _legend_beside(ax: Axes) -> None:
+    """The legend beside the panel, the runs first and the reference diagonal last."""
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(handles)), key=lambda i: handles[i].get_gid() == _CHANCE_GID)
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], **_OUTSIDE)
+
+
 def _draw_chance_diagonal(ax: Axes, label: str) -> None:
     # Drawn once per Axes, so overlaying several runs does not stack duplicate diagonals.
     if not any(line.get_gid() == _CHANCE_GID for line in ax.get_lines()):
@@ -226,7 +233,7 @@ def plot_roc(y_true, p, *, ax: Axes | None = None, label: str | None = None, bas
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate (recall)",
            title="ROC curve")
     ax.set_aspect("equal")
-    ax.legend(**_OUTSIDE)
+    _legend_beside(ax)
     return ax
 
 
@@ -256,7 +263,7 @@ def plot_reliability(y_true, p, *, n_bins: int = 10, ax: Axes | None = None, lab
     _draw_chance_diagonal(ax, "perfectly calibrated")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), ylabel="observed flare frequency", title=f"Reliability ({n_bins} bins)")
     ax.tick_params(labelbottom=False)
-    ax.legend(**_OUTSIDE)
+    _legend_beside(ax)
     counts_ax.set(yscale="log", xlim=(0, 1), xlabel="mean forecast probability", ylabel="samples\nper bin")
     counts_ax.grid(True, axis="y", which="major", color="0.9")
     counts_ax.margins(y=0.2)  # a point at the largest count is not cut by the frame
