@@ -202,7 +202,7 @@ def test_a_missing_experiment_is_reported_as_a_missing_experiment(small_store, c
 def test_an_unknown_run_name_names_the_closest_finished_runs(small_store, capsys):
     assert main(["compare", "lstm-c11", "lstm-c2", "--experiment", "grid", "--output-dir", str(small_store)]) == 2
     err = capsys.readouterr().err
-    assert "no run with id or name 'lstm-c11' in experiment 'grid'" in err and "Did you mean 'lstm-c1'" in err
+    assert "no finished run with id or name 'lstm-c11' in experiment 'grid'" in err and "Did you mean 'lstm-c1'" in err
     assert main(["compare", "broken", "lstm-c2", "--experiment", "grid", "--output-dir", str(small_store)]) == 2
     assert "'broken' in experiment 'grid'" in (err := capsys.readouterr().err) and "is FAILED, not FINISHED" in err
 

@@ -50,8 +50,8 @@ def register(subparsers) -> None:
         subparsers, "evaluate", help="score a run's model on labelled data",
         description="Forecast labelled data with a run's model (at the run's own threshold and calibration) "
         "and print every score: TSS, HSS2, BSS, precision, recall, F1, accuracy, ROC-AUC, PR-AUC, Brier.",
-        examples=["flareseq evaluate lstm --experiment default --data data/new-store",
-                  "flareseq evaluate 3f2a9c... --data fold3Training.json --json",
+        examples=["flareseq evaluate lstm --experiment default --output-dir demo-output --data data/new-store",
+                  "flareseq evaluate lstm --experiment default --data fold3Training.json --json",
                   "flareseq evaluate saved-model/ --data data/new-store"],
     )
     p.add_argument("run", help="a run id, a run name (in --experiment), or a saved model folder")
@@ -64,7 +64,8 @@ def register(subparsers) -> None:
         subparsers, "predict", help="forecast new data with a run's model",
         description="Forecast data with a run's model and write one row per sample: id, probability, label "
         "(the run's validation-chosen threshold), or Kaggle's Id,ClassLabel submission layout.",
-        examples=["flareseq predict lstm --experiment default --data testSet.json --out submission.csv",
+        examples=["flareseq predict lstm --experiment default --output-dir demo-output --data testSet.json "
+                  "--out submission.csv",
                   "flareseq predict saved-model/ --data data/new-store --out forecasts.csv --format csv"],
     )
     p.add_argument("run", help="a run id, a run name (in --experiment), or a saved model folder")
@@ -82,7 +83,7 @@ def register(subparsers) -> None:
                     "resampling whole regions when the forecasts carry them, each run at its own threshold: "
                     "the difference (first - second), its interval and the share of resamples in which the "
                     "first scored higher.",
-        examples=["flareseq compare embed-lstm baseline-logistic-summary --experiment default",
+        examples=["flareseq compare embed-lstm baseline-logistic-summary --experiment default --output-dir demo-output",
                   "flareseq compare lstm-c1 lstm-c2 --experiment study --n-boot 5000 --json"],
     )
     p.add_argument("first", help="a run id or name (in --experiment)")

@@ -270,7 +270,7 @@ def resolve_run_id(client, run: str, experiment: str, tracking_uri: str, *, hint
     if run in names:
         why = f"the run {run!r} in experiment {experiment!r} of {tracking_uri} is {names[run]}, not FINISHED"
     else:
-        why = f"no run with id or name {run!r} in experiment {experiment!r} of {tracking_uri}"
+        why = f"no finished run with id or name {run!r} in experiment {experiment!r} of {tracking_uri}"
     close = difflib.get_close_matches(run, [n for n, status in names.items() if status == "FINISHED"], n=3)
     suggestion = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise FlareseqError(
