@@ -183,7 +183,7 @@ def plot_class_counts(counts: Mapping[str, tuple[int, int]], *, ax: Axes | None 
     counts : split name -> ``(n_negative, n_positive)``, in the order to draw.
     ax : Axes to draw on; a new figure when omitted.
     """
-    ax = ax if ax is not None else _new_axes()
+    ax = ax if ax is not None else _new_axes((max(6.5, 1.6 * len(counts) + 2.5), 4.0))
     names = list(counts)
     n_neg = np.array([counts[s][0] for s in names], dtype=int)
     n_pos = np.array([counts[s][1] for s in names], dtype=int)

@@ -126,6 +126,7 @@ thead { background: #eef; }
 tr.baseline { background: #f0f0f0; font-style: italic; }
 td:first-child { white-space: nowrap; }
 tr.failed { color: #a00; }
+code { white-space: nowrap; font-size: 0.95em; }
 .warning { background: #fff4e0; border-left: 4px solid #e69500; padding: 0.4em 0.8em; }
 dl.meta { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
 dl.meta dt { font-weight: bold; } dl.meta dd { margin: 0; }
@@ -156,6 +157,15 @@ def png_display_width(data: bytes) -> int | None:
             return None
         offset += 12 + length
     return None
+
+
+_OPTION = re.compile(r"(?<![\w-])(--[A-Za-z][\w.=\-]*)")
+
+
+def _options_as_code(text: str) -> str:
+    """Command-line options in a paragraph (``--set``, ``--cv``) as code that does not break
+    between its hyphens (a browser wraps "--set" as "-" and "-set")."""
+    return _OPTION.sub(r"<code>\1</code>", text)
 
 
 def anchor(heading: str) -> str:
@@ -191,7 +201,7 @@ def render_html(title: str, meta: Mapping, sections, figures) -> str:
                 body.append(_html_table(block))
             else:
                 css = ' class="warning"' if block.warning else ""
-                body.append(f"<p{css}>{_text(block.text)}</p>")
+                body.append(f"<p{css}>{_options_as_code(_text(block.text))}</p>")
     if figures:
         body.append('<h2 id="figures">Figures</h2>')
         body += [_html_figure(path, caption, f"figure-{anchor(path.stem)}") for path, caption in figures]
