@@ -132,6 +132,16 @@ def test_unknown_keys_in_a_file_name_the_file_and_the_closest_key(tmp_path, caps
     assert "'model.nam'. Did you mean 'model.name'?" in capsys.readouterr().err
 
 
+def test_keys_of_grid_cases_are_checked_too():
+    from flareseq.cli.config_check import check_file_keys
+    from flareseq.errors import ConfigError
+
+    grid = {"grid": {"cases": [{"name": "a", "model.name": "lstm"}, {"training.epochz": 3}]}}
+    with pytest.raises(ConfigError, match="'training.epochz'. Did you mean 'training.epochs'"):
+        check_file_keys(grid, "grid.toml")
+    check_file_keys({"grid": {"cases": [{"name": "a", "model.name": "lstm"}]}}, "grid.toml")
+
+
 def test_an_unknown_model_name_says_which_one_was_meant(tmp_path, capsys):
     assert main(["train", "--set", "model.name=lstmm", "--output-dir", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err

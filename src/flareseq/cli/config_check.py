@@ -92,11 +92,15 @@ def check_overrides(overrides: Iterable[str]) -> None:
 
 def check_file_keys(values: Mapping[str, Any], where: str) -> None:
     """Every key of a run or experiment file (as parsed from TOML) is a configuration key;
-    the dotted keys under ``[grid]`` and ``[grid.zip]`` too."""
+    the dotted keys under ``[grid]``, ``[grid.zip]`` and ``[[grid.cases]]`` (less a case's
+    ``name``) too. Anything of another shape is left to the configuration's own checks."""
     grid = dict(values.get("grid", {})) if isinstance(values.get("grid"), Mapping) else {}
     zipped = grid.pop("zip", {})
+    cases = grid.pop("cases", [])
     keys = list(_flatten({k: v for k, v in values.items() if k != "grid"}))
     keys += [str(k) for k in grid] + [str(k) for k in (zipped if isinstance(zipped, Mapping) else {})]
+    for case in cases if isinstance(cases, list) else []:
+        keys += [str(k) for k in (case if isinstance(case, Mapping) else {}) if k != "name"]
     for key in keys:
         message = unknown_key_message(key, where)
         if message:
