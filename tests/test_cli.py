@@ -182,6 +182,8 @@ def test_reading_commands_refuse_a_store_that_does_not_exist(tmp_path, capsys):
         assert "no MLflow tracking store there (the folder does not exist)" in err, command
         assert f"Did you mean '{tmp_path / 'demo-output'}'?" in err, command
     assert not typo.exists()  # nothing was created from the typo
+    assert main(["predict", str(tmp_path / "model-dir"), "--data", "x", "--out", "p.csv", "--output-dir", str(typo)]) == 2
+    assert "is not a saved model folder (there is no folder at that path)" in capsys.readouterr().err
     assert main(["report", "--tracking-uri", f"sqlite:///{tmp_path / 'nothing.db'}"]) == 2
     assert "no tracking store at" in capsys.readouterr().err
     assert not (tmp_path / "nothing.db").exists()

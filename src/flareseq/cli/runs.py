@@ -1,4 +1,4 @@
-"""Commands of the main job: train, experiments, evaluate, predict, report, ui."""
+"""Commands of the main job: train, experiments, evaluate, predict, compare, report (ui: cli/ui.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 
 from flareseq.cli import add_command
-from flareseq.cli.store import add_store_options, existing_store_uri, store_overrides
+from flareseq.cli.store import (
+    StoreNotFoundError,
+    add_store_options,
+    existing_store_uri,
+    store_overrides,
+)
 from flareseq.errors import ConfigError, FlareseqError
 
 
@@ -296,7 +301,11 @@ def _print_report_paths(paths, reports_dir: Path | None) -> None:
 def _load_forecaster(args):
     """A run's forecaster from a saved folder, a run id or a run name."""
     if not Path(args.run).is_dir():
-        existing_store_uri(args)  # a run id or name: the store must exist, not be made afresh
+        try:
+            existing_store_uri(args)  # a run id or name: the store must exist, not be made afresh
+        except StoreNotFoundError as exc:
+            raise StoreNotFoundError(f"{args.run!r} is not a saved model folder (there is no folder at that path), "
+                                     f"and not a run of a tracking store: {exc}") from None
     from flareseq.experiments.run_models import load_forecaster
 
     return load_forecaster(args.run, experiment=args.experiment, tracking_uri=args.tracking_uri,
