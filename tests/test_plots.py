@@ -95,7 +95,8 @@ def test_roc_overlays_runs_with_auc_and_one_chance_line(forecasts):
     assert labels.count("chance") == 1
     assert len(labels) == 3
     assert labels[0].startswith("val (AUC = 0.") and labels[2].startswith("test (AUC = 0.")
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == labels
+    # The legend lists the runs, then the reference diagonal.
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [labels[0], labels[2], "chance"]
 
 
 def test_roc_with_one_class_says_undefined_instead_of_crashing():
@@ -111,11 +112,51 @@ def test_reliability_bins_and_counts_per_point():
     np.testing.assert_allclose(observed, [1 / 3, 2 / 3])
     np.testing.assert_array_equal(n, [3, 3])
     ax = plots.plot_reliability(y, p, n_bins=2, label="run")
-    plots.plot_reliability(y, p, n_bins=2, ax=ax, label="again")
+    plots.plot_reliability(y, p, n_bins=2, ax=ax, label="again", baseline=True)
     labels = [line.get_label() for line in ax.get_lines()]
     assert labels == ["run", "perfectly calibrated", "again"]
-    assert [t.get_text() for t in ax.texts] == ["3", "3", "3", "3"]
+    assert ax.get_lines()[2].get_linestyle() == "--"  # a baseline is dashed
     np.testing.assert_allclose(ax.get_lines()[1].get_xydata(), [[0, 0], [1, 1]])
+    # The counts are a panel of their own below (one line per run), not numbers piled on the points.
+    assert len(ax.texts) == 0
+    counts = plots.reliability_counts_axes(ax)
+    assert counts is not ax and counts.get_yscale() == "log" and len(ax.figure.axes) == 2
+    assert [list(line.get_ydata()) for line in counts.get_lines()] == [[3, 3], [3, 3]]
+
+
+def test_reliability_on_an_axes_of_ones_own_gets_a_counts_panel():
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    plots.plot_reliability(np.array([0, 1, 1, 0]), np.array([0.1, 0.9, 0.7, 0.2]), ax=ax, n_bins=2)
+    assert len(ax.figure.axes) == 2
+    assert list(plots.reliability_counts_axes(ax).get_lines()[0].get_ydata()) == [2, 2]
+
+
+def _outside(legend, ax) -> bool:
+    """True when the legend's box does not overlap the Axes' data area (on the drawn figure)."""
+    renderer = ax.figure.canvas.get_renderer()
+    box, area = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+    return box.x0 >= area.x1 or box.x1 <= area.x0 or box.y0 >= area.y1 or box.y1 <= area.y0
+
+
+def test_legends_sit_outside_the_data(forecasts):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    (y, p), (yt, pt) = forecasts
+    for ax in (plots.plot_roc(y, p, label="m"), plots.plot_reliability(y, p, label="m"),
+               plots.plot_threshold_curve(y, p, yt, pt, chosen=0.3), plots.plot_class_counts({"train": (9, 1)})):
+        FigureCanvasAgg(ax.figure).draw()
+        assert _outside(ax.get_legend(), ax), ax.get_title()
+
+
+def test_figures_fit_the_report_column_and_bar_labels_are_at_least_8_points(runs_table):
+    many = pd.concat([runs_table] * 4, ignore_index=True).assign(name=[f"run-{i}" for i in range(20)])
+    for table in (runs_table, many):
+        ax = plots.plot_run_comparison(table, pcc=0.74)
+        assert ax.figure.get_figwidth() <= plots.MAX_WIDTH_INCHES
+        sizes = [t.get_fontsize() for a in ax.figure.axes for t in a.texts]
+        assert sizes and min(sizes) >= 8
 
 
 @pytest.mark.parametrize(("y", "p", "match"), [
@@ -236,3 +277,13 @@ def test_save_figure_writes_png_and_closes_pyplot_figures(tmp_path):
     path = plots.save_figure(ax, tmp_path / "deep" / "counts.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert fig.number not in plt.get_fignums()
+
+
+def test_run_comparison_legend_keys_the_scores_in_the_models_colours_when_a_baseline_comes_first(runs_table):
+    from matplotlib.colors import to_rgba
+
+    first_baseline = runs_table.sort_values("kind")  # "baseline" rows first
+    ax = plots.plot_run_comparison(first_baseline, pcc=0.74)
+    keys = {h.get_label(): h for h in ax.get_legend().legend_handles}
+    assert keys["TSS"].get_facecolor() == to_rgba("C0") and keys["HSS2"].get_facecolor() == to_rgba("C1")
+    assert keys["baseline"].get_hatch() == plots.BASELINE_HATCH

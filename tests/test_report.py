@@ -51,54 +51,62 @@ def figures(tmp_path):
     return paths
 
 
-def table_rows(markdown: str) -> list[list[str]]:
-    """Rows (below the header) of the first Markdown table, split on unescaped pipes."""
-    lines = markdown.splitlines()
+def table_rows(markdown: str, *, header: bool = False) -> list[list[str]]:
+    """Rows (below the header, or with it) of the first Markdown table, split on unescaped
+    pipes; non-breaking spaces read as spaces."""
+    lines = markdown.replace(report.NBSP, " ").splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("|"))
     rows = []
-    for line in lines[first + 2:]:  # past the header and the |---| rule
+    for line in lines[first:first + 1] + lines[first + 2:]:  # the header, then past the |---| rule
         if not line.startswith("|"):
             break
         rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
-    return rows
+    return rows if header else rows[1:]
+
+
+def table_dicts(markdown: str) -> list[dict[str, str]]:
+    """The first Markdown table's rows as header -> cell (italic marks of baselines removed)."""
+    header, *rows = table_rows(markdown, header=True)
+    return [{h: c.strip("*") for h, c in zip(header, row)} for row in rows]
 
 
 def section(text: str, heading: str) -> str:
     return text.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
 
 
-def test_main_table_has_one_row_per_run_with_marks(runs):
+def test_main_table_has_one_row_per_run_ranked_by_validation_with_marks(runs):
     markdown = runs_table_markdown(runs)
-    rows = table_rows(markdown)
+    rows = table_dicts(markdown)
     assert len(rows) == len(runs)
     header = markdown.splitlines()[0]
     for column in ("test TSS", "HSS2", "BSS", "precision", "recall", "F1", "accuracy", "ROC-AUC", "PR-AUC",
-                   "Brier", "val TSS", "threshold"):
+                   "Brier", "val TSS", "threshold", "architecture"):
         assert f"| {column} |" in header
-    by_name = {r[0].strip("*"): r for r in rows}
-    assert by_name["steady"][3] == "0.31 (val TSS)"
-    assert by_name["lucky"][3] == "0.50 (fixed)"
-    assert rows[3][0] == "*logreg*" and rows[3][2] == "*baseline*"
+    # Ranked by validation TSS (0.70, 0.65, 0.60, 0.40), never by test TSS; unfinished runs last.
+    assert [r["run"] for r in rows] == ["steady", "logreg (baseline)", "lucky", "stacked-a", "tied-broken (FAILED)"]
+    by_name = {r["run"]: r for r in rows}
+    assert by_name["steady"]["threshold"] == "0.31 (val TSS)"
+    assert by_name["lucky"]["threshold"] == "0.50 (fixed)"
+    assert table_rows(markdown)[1][0] == "*logreg (baseline)*"  # baseline rows are italic in Markdown
     failed = rows[4]
-    assert failed[0] == "tied-broken (FAILED)"
-    assert set(failed[3:]) == {"–"}
+    assert {v for k, v in failed.items() if k not in ("run", "architecture")} == {"–"}
 
 
 def test_missing_columns_and_nan_render_as_dash():
     markdown = runs_table_markdown(pd.DataFrame({"name": ["a", "b"], "test_tss": [0.4, np.nan]}))
-    rows = table_rows(markdown)
+    rows = table_dicts(markdown)
     assert len(rows) == 2
-    assert rows[0][4] == "0.400"
-    assert rows[1][4] == "–" and rows[1][-1] == "–"
+    assert rows[0]["test TSS"] == "0.400"
+    assert rows[1]["test TSS"] == "–" and rows[1]["Brier"] == "–"
 
 
 def test_best_is_chosen_on_validation_not_test(runs, tmp_path):
     paths = build_report(runs, out_dir=tmp_path, meta={})
     text = paths.markdown.read_text(encoding="utf-8")
     summary = section(text, "Summary")
-    assert "Best model by validation TSS: steady (basic_lstm), validation TSS 0.700, test TSS 0.550" in summary
-    assert "Best baseline by validation TSS: logreg" in summary
-    assert "does not beat it on test TSS (-0.070)" in summary
+    assert "Best model by validation TSS: steady (validation 0.700), test TSS 0.550" in summary
+    assert "best baseline: logreg (validation 0.650), test TSS 0.620" in summary
+    assert "ΔTSS -0.070 (not compared paired" in summary
     best = {r[0].strip("*"): r[1].strip("*") for r in table_rows(section(text, "Best run per architecture"))}
     assert best == {"basic_lstm": "steady", "stacked_lstm": "stacked-a", "logistic": "logreg"}
 
@@ -181,8 +189,8 @@ def test_names_are_escaped_in_html_and_markdown(runs, tmp_path):
     assert "<script>" not in page
     assert "&lt;script&gt;alert('x')&lt;/script&gt; | a*b" in page
     assert "<title>R&amp;D &lt;report&gt;</title>" in page
-    rows = table_rows(runs_table_markdown(runs))
-    assert all(len(r) == 15 for r in rows)  # the pipe in the name did not add a column
+    header, *rows = table_rows(runs_table_markdown(runs), header=True)
+    assert all(len(r) == len(header) for r in rows)  # the pipe in the name did not add a column
     assert rows[0][0] == r"\<script>alert('x')\</script> \| a\*b"
 
 
@@ -201,11 +209,12 @@ def test_inflated_uncalibrated_probabilities_are_marked_where_they_are_shown(run
     runs["calibrated"] = [False, False, True, "False", None]
     runs["reweighting"] = ["class weights 0: 1, 1: 5", "", "", "balanced class weights", ""]
     text = build_report(runs, out_dir=tmp_path).markdown.read_text(encoding="utf-8")
-    rows = {r[0].strip("*"): r for r in table_rows(section(text, "Runs"))}
-    bss, brier = 6, 13  # columns of BSS and Brier
-    assert rows["steady"][bss].endswith(report.INFLATED_MARK) and rows["steady"][brier].endswith(report.INFLATED_MARK)
-    assert report.INFLATED_MARK not in rows["lucky"][bss] + rows["stacked-a"][bss]  # unweighted, or calibrated
-    assert rows["logreg"][bss].strip("*").endswith(report.INFLATED_MARK)
+    rows = {r["run"]: r for r in table_dicts(section(text, "Runs"))}
+    assert rows["steady"]["BSS"].endswith(report.INFLATED_MARK) and rows["steady"]["Brier"].endswith(report.INFLATED_MARK)
+    assert report.INFLATED_MARK not in rows["lucky"]["BSS"] + rows["stacked-a"]["BSS"]  # unweighted, or calibrated
+    assert rows["logreg (baseline)"]["BSS"].endswith(report.INFLATED_MARK)
+    # The mark is joined to its number by a non-breaking space: it never wraps onto a line of its own.
+    assert f"0.250{report.NBSP}{report.INFLATED_MARK}" in text
     notes = section(text, "Notes")
     assert "2 run(s) (steady: class weights 0: 1, 1: 5, logreg: balanced class weights)" in notes
     assert "training.calibration=platt" in section(text, "Calibration")
@@ -252,8 +261,7 @@ def test_paired_comparison_marks_what_the_test_set_can_tell(runs, tmp_path):
     assert rows["other"][-1].startswith("not compared: other and logreg were not tested on the same samples")
     summary = section(build_report(runs, out_dir=tmp_path, comparisons=comparisons).markdown.read_text(
         encoding="utf-8"), "Summary")
-    assert ("ΔTSS +0.100 [+0.020, +0.180], P(model better) 0.99; the difference is distinguishable from 0"
-            in summary)
+    assert "ΔTSS +0.100 [+0.020, +0.180], P(model better) 0.99: the model is better" in summary
 
 
 def test_test_optimal_tss_is_a_labelled_reference_never_the_score(runs, tmp_path):
@@ -263,8 +271,8 @@ def test_test_optimal_tss_is_a_labelled_reference_never_the_score(runs, tmp_path
     threshold_section = section(text, "Threshold choice")
     header = threshold_section.split("\n|---")[0]
     assert "test TSS (the score)" in header and "test-optimal TSS (reference, not a score)" in header
-    rows = {r[0].strip("*"): r for r in table_rows(threshold_section)}
-    assert rows["steady"][2:7] == ["0.31 (val TSS)", "0.700", "0.550", "0.987", "0.42"]
+    rows = {r["run"]: r for r in table_dicts(threshold_section)}
+    assert list(rows["steady"].values())[1:] == ["0.31 (val TSS)", "0.700", "0.550", "0.987", "0.42"]
 
 
 def test_calibration_table_shows_brier_and_bss_before_and_after(runs, tmp_path):
@@ -276,3 +284,113 @@ def test_calibration_table_shows_brier_and_bss_before_and_after(runs, tmp_path):
     rows = table_rows(section(text, "Calibration"))
     assert rows == [["steady", "model", "platt", "balanced class weights", "0.300", "0.100", "-0.800", "0.200"]]
     assert report.CALIBRATION_WARNING not in section(text, "Notes")
+
+
+# --------------------------------------------------------------------------- grid settings, thresholds, headline
+
+def study_like_runs() -> pd.DataFrame:
+    """Two architectures x two zipped configurations (they differ in class weights and epochs),
+    and a baseline that inherited the grid's settings but has no use for them (blanked)."""
+    rows = []
+    for architecture, scores in (("lstm", (0.30, 0.50)), ("tied-lstm", (0.40, 0.20))):
+        for k, (weights, epochs, val) in enumerate(((("{0: 1, 1: 5}", "10", scores[0])),
+                                                    ("{0: 1, 1: 1}", "20", scores[1])), start=1):
+            rows.append(run(f"{architecture}-c{k}", architecture=architecture, val_tss=val,
+                            **{"params.training.class_weight": weights, "params.training.epochs": epochs,
+                               "params.training.batch_size": "128", "params.prep.missing": "drop"}))
+    rows.append(run("baseline-gboost", architecture="gboost", kind="baseline", val_tss=0.45,
+                    **{"params.training.class_weight": "", "params.training.epochs": "",
+                       "params.training.batch_size": "", "params.prep.missing": "drop"}))
+    return pd.DataFrame(rows)
+
+
+def test_settings_that_vary_become_columns_and_baselines_show_none_of_them():
+    markdown = runs_table_markdown(study_like_runs())
+    header = table_rows(markdown, header=True)[0]
+    assert "class_weight" in header and "epochs" in header
+    assert "batch_size" not in header and "missing" not in header  # the same in every model run
+    assert "architecture" not in header  # every name already says it
+    rows = {r["run"]: r for r in table_dicts(markdown)}
+    assert rows["lstm-c1"]["class_weight"] == "{0: 1, 1: 5}" and rows["lstm-c2"]["epochs"] == "20"
+    assert rows["baseline-gboost"]["class_weight"] == "–" and rows["baseline-gboost"]["epochs"] == "–"
+    assert [r["run"] for r in table_dicts(markdown)] == ["lstm-c2", "baseline-gboost", "tied-lstm-c1", "lstm-c1",
+                                                         "tied-lstm-c2"]
+
+
+def test_zipped_configurations_are_explained(tmp_path):
+    text = build_report(study_like_runs(), out_dir=tmp_path).markdown.read_text(encoding="utf-8")
+    runs_section = section(text, "Runs").replace(report.NBSP, " ")
+    assert "cK is zipped configuration K" in runs_section
+    assert "c1 = class_weight {0: 1, 1: 5}, epochs 10; c2 = class_weight {0: 1, 1: 1}, epochs 20." in runs_section
+    best = {r["architecture"]: r for r in table_dicts(section(text, "Best run per architecture"))}
+    assert best["tied-lstm"]["class_weight"] == "{0: 1, 1: 5}"  # the settings, not a summary that omits them
+
+
+def test_no_zipped_explanation_without_zipped_names(runs, tmp_path):
+    text = build_report(runs, out_dir=tmp_path).markdown.read_text(encoding="utf-8")
+    assert "zipped configuration" not in text
+
+
+@pytest.mark.parametrize(("value", "text"), [(0.42, "0.42"), (0.5, "0.50"), (0.0031, "0.0031"), (0.054, "0.054"),
+                                             (0.0, "0.00"), (np.nan, "–")])
+def test_thresholds_keep_the_digits_that_matter(value, text):
+    assert report.threshold_value(value) == text
+
+
+def test_a_test_optimal_threshold_is_omitted_where_no_threshold_helps(runs, tmp_path):
+    runs["ref_test_optimal_tss"] = [0.8, 0.7, 0.6, 0.0, np.nan]
+    runs["ref_test_optimal_threshold"] = [0.004, 0.5, 0.6, 0.16, np.nan]
+    text = build_report(runs, out_dir=tmp_path).markdown.read_text(encoding="utf-8")
+    rows = {r["run"]: r for r in table_dicts(section(text, "Threshold choice"))}
+    assert rows["steady"]["test-optimal threshold (reference)"] == "0.004"  # not a misleading 0.00
+    assert rows["logreg"]["test-optimal threshold (reference)"] == "– (none helps)"
+    assert "no threshold gives a positive test TSS" in section(text, "Threshold choice")
+
+
+def test_headline_json_names_best_model_baseline_and_verdict(runs, tmp_path):
+    comparisons = pd.DataFrame([{"name": "steady", "baseline": "logreg", "error": "", "level": 0.95,
+                                 "tss_difference": -0.07, "tss_low": -0.2, "tss_high": 0.05,
+                                 "tss_p_first_better": 0.2}])
+    paths = build_report(runs, out_dir=tmp_path, meta={"experiment": "study"}, comparisons=comparisons)
+    import json
+
+    top = json.loads((paths.html.parent / report.HEADLINE_FILE).read_text(encoding="utf-8"))
+    assert top["experiment"] == "study"
+    assert top["best_model"]["name"] == "steady" and top["best_baseline"]["name"] == "logreg"
+    assert top["paired"]["verdict"] == "indistinguishable" and top["paired"]["low"] == -0.2
+    assert top["test_tss_difference"] == pytest.approx(-0.07)
+    assert "cannot tell them apart" in top["text"]
+    assert report.headline(runs)["paired"] is None  # without comparisons: no verdict invented
+
+
+def test_index_page_gathers_the_headlines_with_relative_links(runs, tmp_path):
+    from flareseq.reporting.index import write_reports_index
+
+    comparisons = pd.DataFrame([{"name": "steady", "baseline": "logreg", "error": "", "level": 0.95,
+                                 "tss_difference": 0.1, "tss_low": 0.02, "tss_high": 0.18,
+                                 "tss_p_first_better": 0.99}])
+    build_report(runs, out_dir=tmp_path / "reports" / "study", meta={"experiment": "study"}, comparisons=comparisons)
+    build_report(runs.iloc[:0], out_dir=tmp_path / "reports" / "empty", meta={"experiment": "empty"})
+    index = write_reports_index(tmp_path / "reports")
+    page = index.read_text(encoding="utf-8")
+    assert 'href="study/report.html"' in page and 'href="empty/report.html"' in page
+    assert "steady: val 0.700, test 0.550" in page and "logreg: val 0.650, test 0.620" in page
+    assert "+0.100 [+0.020, +0.180]" in page and 'class="verdict-better">model better' in page
+    assert "there is no best model" in page
+    assert (tmp_path / "reports" / "index.md").read_text(encoding="utf-8").count("](") == 2
+
+
+def test_png_display_width_is_the_figures_physical_size(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from flareseq.reporting.plots import save_figure
+    from flareseq.reporting.render import png_display_width
+
+    fig = Figure(figsize=(5.0, 2.0))
+    fig.add_subplot().plot([0, 1])
+    path = save_figure(fig, tmp_path / "f.png", dpi=150)
+    assert png_display_width(path.read_bytes()) == 480  # 5 in x 96 CSS px per inch
+    assert png_display_width(b"not a png") is None
+    page = build_report(pd.DataFrame(), figures=[(path, "five inches")], out_dir=tmp_path).html.read_text()
+    assert 'width="480"' in page

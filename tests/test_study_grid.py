@@ -10,8 +10,8 @@ import pytest
 
 from flareseq.errors import ConfigError, FlareseqWarning
 from flareseq.experiments.grid import load_experiment
-from flareseq.experiments.runner import run_experiment
 from flareseq.experiments.rundata import check_prep
+from flareseq.experiments.runner import run_experiment
 from flareseq.experiments.tracking import resolve_tracking_uri
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"

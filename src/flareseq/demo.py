@@ -3,7 +3,8 @@
 1. synthesize Kaggle-layout JSON lines and ingest them into a store (printing its summary);
 2. run ``experiments/study.toml`` (the study's 18 runs + baselines), reduced in size;
 3. run ``experiments/default.toml`` (the recommended set-up, 6 runs + baselines), reduced;
-4. write both reports and an index page, and print the index's path as the last line.
+4. write both reports and an index page (each experiment's best model against its best
+   baseline, with the paired verdict, and links), and print the index's path as the last line.
 
 The reductions (so that the demo, install included, fits in 10 minutes on 2 cores) are
 overrides, printed at the start: the study's steps per epoch (100/300/500), epochs (10/20/30)
@@ -15,7 +16,6 @@ else changes: the same splits, sampling, preparation, tracking and reports as a 
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import sys
 import time
@@ -27,6 +27,7 @@ from flareseq.data.synthetic import write_synthetic_kaggle
 from flareseq.experiments.grid import load_experiment
 from flareseq.experiments.report import write_experiment_report
 from flareseq.experiments.runner import make_tracker, run_experiment
+from flareseq.reporting.index import write_index
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STUDY_REDUCTION = ["training.steps_per_epoch=10", "training.epochs=2", "training.validation_steps=5"]
@@ -73,24 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         say(f"report of {name}: {reports[name].html}")
 
     say("4/4 writing the index")
-    index = write_index(out, reports, uri)
+    index = write_index(out, {name: paths.html for name, paths in reports.items()}, title="flareseq demo",
+                        meta={"MLflow tracking store": uri, "browse it": f"flareseq ui --output-dir {out}",
+                              "data": f"{args.n_samples} synthetic samples, store {store}"})
     say(f"done in {time.perf_counter() - started:.0f} s; MLflow store {uri} (browse: flareseq ui --output-dir {out})")
     print(index)
     return 0
-
-
-def write_index(out: Path, reports: dict, tracking_uri: str) -> Path:
-    """A small page linking the reports (relative links, opens offline)."""
-    items = "".join(
-        f'<li><a href="{html.escape(str(p.html.relative_to(out)))}">{html.escape(name)}</a> '
-        f'(<a href="{html.escape(str(p.markdown.relative_to(out)))}">Markdown</a>)</li>'
-        for name, p in reports.items()
-    )
-    page = (f"<!doctype html><meta charset='utf-8'><title>flareseq demo</title><h1>flareseq demo</h1>"
-            f"<p>MLflow tracking store: <code>{html.escape(tracking_uri)}</code></p><ul>{items}</ul>")
-    path = out / "index.html"
-    path.write_text(page)
-    return path
 
 
 def say(line: str) -> None:

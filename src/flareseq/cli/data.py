@@ -7,16 +7,20 @@ import json
 import sys
 from pathlib import Path
 
+from flareseq.cli import add_command
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    ingest = subparsers.add_parser(
-        "ingest",
+    ingest = add_command(
+        subparsers, "ingest",
         help="read data files into a columnar store",
         description="Read Kaggle BigData Cup JSON-lines files (.json/.jsonl/.gz/.zip), SWAN-SF folders or "
         "archives, or stores into one new store (Parquet + manifest.json) at --out. Kaggle files are "
         "parsed by worker processes in parallel, in constant memory. The store is written atomically: "
         "an interrupted ingest leaves no store.",
-        epilog="example: flareseq ingest fold1Training.json fold2Training.json --out store/ --on-error skip",
+        examples=["flareseq ingest fold1Training.json fold2Training.json fold3Training.json --out store/",
+                  "flareseq ingest synthetic.jsonl --out store/ --on-error skip --overwrite",
+                  "flareseq ingest ../shared/data/smarp/smarp_*.csv --table-spec experiments/smarp-table.toml --out smarp-store/"],
     )
     ingest.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or archives to read, in order")
     ingest.add_argument("--out", required=True, help="the new store's folder")
@@ -42,13 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_table_arguments(ingest)  # keyword tables: --table-spec FILE.toml or the flags
     ingest.set_defaults(func=_run_ingest)
 
-    summary = subparsers.add_parser(
-        "summary",
+    summary = add_command(
+        subparsers, "summary",
         help="count samples, positives, missing values; PCC baseline",
         description="Print the samples, positives, unlabelled samples, time steps, features, missing values, "
         "the proportion chance criterion (PCC) and 1.25 x PCC of the data in PATH (several paths are "
         "added up). A store is summarised from its manifest without reading its arrays.",
-        epilog="example: flareseq summary store/ --json --plot classes.png",
+        examples=["flareseq summary store/", "flareseq summary store/ --json --plot classes.png"],
     )
     summary.add_argument("paths", nargs="+", metavar="PATH", help="stores, data files, folders or archives")
     summary.add_argument("--json", action="store_true",
@@ -60,13 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     summary.add_argument("--no-progress", action="store_true", help="no progress bars")
     summary.set_defaults(func=_run_summary)
 
-    synth = subparsers.add_parser(
-        "synth",
+    synth = add_command(
+        subparsers, "synth",
         help="write synthetic flare data (Kaggle layout or SWAN-SF files)",
         description="Write seeded synthetic samples: SHARP-like heavy-tailed magnitudes, smooth dynamics, a few "
-        "missing values, ~16%% positives whose label depends on how flux and current helicity evolve, "
+        "missing values, ~16 % positives whose label depends on how flux and current helicity evolve, "
         "folds 1-3 in the study's proportions.",
-        epilog="example: flareseq synth --n-samples 5000 --out synthetic.jsonl --seed 7",
+        examples=["flareseq synth --n-samples 5000 --out synthetic.jsonl --seed 7",
+                  "flareseq synth --n-samples 200 --format swan-sf --out swan-sf-synthetic/"],
     )
     synth.add_argument("--n-samples", type=int, required=True, help="number of samples")
     synth.add_argument("--out", required=True, help="the JSON-lines file (kaggle) or folder (swan-sf) to write")

@@ -4,29 +4,36 @@ from __future__ import annotations
 
 import argparse
 
-# Both modules import only the standard library at load time; the Kaggle client and tqdm
-# load when a command runs.
-from flareseq.data.download.dataverse import SWAN_SF_DOI, SWAN_SF_PARTITIONS
-from flareseq.data.download.kaggle import KAGGLE_COMPETITION
+from flareseq.cli import add_command
+
+# The defaults of the download modules, written here so that parsing does not import them
+# (they load urllib and ssl); tests/test_cli.py checks that they agree.
+SWAN_SF_DOI = "doi:10.7910/DVN/EBCFKM"
+SWAN_SF_PARTITIONS = (1, 2, 3, 4, 5)
+KAGGLE_COMPETITION = "bigdata2019-flare-prediction"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    download = subparsers.add_parser(
-        "download",
+    download = add_command(
+        subparsers, "download",
         help="download the Kaggle BigData Cup 2019 files or the SWAN-SF partitions",
         description="Download the real data: the Kaggle BigData Cup 2019 files (the study's data; "
         "needs your Kaggle API credentials) or the SWAN-SF partitions from Harvard Dataverse.",
+        examples=["flareseq download swan-sf --partitions 1 2 --dest data/swan-sf",
+                  "flareseq download kaggle --dest data/kaggle"],
     )
     sources = download.add_subparsers(dest="source", metavar="SOURCE", required=True)
 
-    kaggle = sources.add_parser(
-        "kaggle",
+    kaggle = add_command(
+        sources, "kaggle",
         help="the BigData Cup 2019 files via the official Kaggle client",
         description="Download fold1Training.json, fold2Training.json, fold3Training.json and "
         "testSet.json (about 13 GB unzipped) with the official Kaggle client "
         "(pip install 'flareseq[kaggle]'). Credentials are read only from KAGGLE_USERNAME/KAGGLE_KEY "
         "or ~/.kaggle/kaggle.json (or $KAGGLE_CONFIG_DIR); flareseq never stores or logs them. "
         "Accept the competition's rules on Kaggle once before the first download.",
+        examples=["flareseq download kaggle --dest data/kaggle",
+                  "flareseq ingest data/kaggle/fold*Training.json --out data/kaggle-store"],
     )
     kaggle.add_argument("--dest", required=True, help="folder that receives the four JSON files")
     kaggle.add_argument("--competition", default=KAGGLE_COMPETITION,
@@ -36,13 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kaggle.add_argument("--no-progress", action="store_true", help="no progress bars")
     kaggle.set_defaults(func=_run_kaggle)
 
-    swan = sources.add_parser(
-        "swan-sf",
+    swan = add_command(
+        sources, "swan-sf",
         help="SWAN-SF partitions from Harvard Dataverse",
         description="Download SWAN-SF partitions (doi:10.7910/DVN/EBCFKM) from Harvard Dataverse: "
         "resumable (rerun the same command after an interruption), MD5-verified, then extracted to "
         "DEST/partitionN/{FL,NF}/*.csv. The archive is deleted after extraction unless "
         "--keep-archives.",
+        examples=["flareseq download swan-sf --partitions 1 2 3 --dest data/swan-sf",
+                  "flareseq ingest data/swan-sf/partition1 data/swan-sf/partition2 --out data/swan-sf-store"],
     )
     swan.add_argument("--partitions", type=int, nargs="+", default=list(SWAN_SF_PARTITIONS), metavar="N",
                       help="partitions to fetch, among 1-5 (default: all five)")

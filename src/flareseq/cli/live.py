@@ -8,21 +8,23 @@ from datetime import UTC, datetime
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from flareseq.cli import add_command
     from flareseq.data.live.series import CADENCES, DEFAULT_SERIES, SERIES
 
-    fetch = subparsers.add_parser(
-        "fetch", help="fetch SHARP keywords from JSOC or a GOES flare list from the HEK",
+    fetch = add_command(
+        subparsers, "fetch", help="fetch SHARP keywords from JSOC or a GOES flare list from the HEK",
         description="Fetch data of any period from the public services: SHARP keyword time series from JSOC "
-                    "(through SunPy's drms client) or SWPC's GOES flare list from the HEK.")
+                    "(through SunPy's drms client) or SWPC's GOES flare list from the HEK.",
+        examples=["flareseq fetch sharp --start 2024-05-01 --end 2024-05-15 --out sharp.csv",
+                  "flareseq fetch flares --start 2024-05-01 --end 2024-05-16 --out flares.csv"])
     sources = fetch.add_subparsers(dest="source", metavar="SOURCE", required=True)
-    sharp = sources.add_parser(
-        "sharp", help="SHARP keyword time series from JSOC into a keyword table",
+    sharp = add_command(sources, "sharp", help="SHARP keyword time series from JSOC into a keyword table",
         description="Fetch SHARP keywords (the 24 of the Kaggle layout, NOAA numbers, QUALITY, location) page by "
                     "page (one query per day), with retries; an interrupted fetch resumes when the same command "
                     "runs again. Writes the table (CSV, or Parquet for .parquet) and TABLE.toml, the spec with "
                     "which `flareseq ingest TABLE --table-spec TABLE.toml` reads it. Missing records are kept as "
                     "empty rows (RECORD_MISSING=1), never interpolated.",
-        epilog="example: flareseq fetch sharp --start 2024-05-01 --end 2024-05-15 --out sharp.csv")
+        examples=["flareseq fetch sharp --start 2024-05-01 --end 2024-05-15 --out sharp.csv"])
     _add_span(sharp)
     sharp.add_argument("--harp", type=int, nargs="+", default=[], metavar="N", help="only these HARPs (default: all)")
     sharp.add_argument("--series", choices=SERIES, default=DEFAULT_SERIES, help=f"default {DEFAULT_SERIES}")
@@ -35,25 +37,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_network(sharp)
     sharp.set_defaults(func=cmd_fetch_sharp)
 
-    flares = sources.add_parser(
-        "flares", help="the GOES flare list (SWPC, via the HEK) as a --catalogue file",
+    flares = add_command(sources, "flares", help="the GOES flare list (SWPC, via the HEK) as a --catalogue file",
         description="Fetch SWPC's GOES X-ray flares (class, start/peak/end, NOAA region) from the HEK into a CSV "
                     "that --catalogue reads, and CATALOGUE.json with the span it covers.",
-        epilog="example: flareseq fetch flares --start 2024-05-01 --end 2024-05-16 --out flares.csv")
+        examples=["flareseq fetch flares --start 2024-05-01 --end 2024-05-16 --out flares.csv"])
     _add_span(flares)
     flares.add_argument("--out", required=True, metavar="CATALOGUE", help="the catalogue file (.csv)")
     flares.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
     _add_network(flares)
     flares.set_defaults(func=cmd_fetch_flares)
 
-    build = subparsers.add_parser(
-        "build-dataset", help="fetch + label + window: a store in the Kaggle/SWAN-SF sample layout",
+    build = add_command(subparsers, "build-dataset", help="fetch + label + window: a store in the Kaggle/SWAN-SF sample layout",
         description="Fetch SHARP keywords and the flare list of a period (or take --table and --catalogue), cut "
                     "12-hour windows of 60 x 12-minute steps every --stride-hours per HARP, label them (>= "
                     "--min-class within --horizon-hours), exclude what cannot be labelled (and near-limb windows "
                     "with --max-longitude), and partition them by time into folds 1..K that share no HARP and no "
                     "day. See docs/live.md for the conventions.",
-        epilog="example: flareseq build-dataset --start 2024-01-01 --end 2024-07-01 --out data/cycle25")
+        examples=["flareseq build-dataset --start 2024-01-01 --end 2024-07-01 --out data/cycle25"])
     build.add_argument("--start", help="first day (with --end: fetch)")
     build.add_argument("--end", help="end of the period (exclusive)")
     build.add_argument("--out", required=True, metavar="STORE", help="the store to write")
@@ -77,12 +77,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_network(build)
     build.set_defaults(func=cmd_build_dataset)
 
-    forecast = subparsers.add_parser(
-        "forecast", help="forecast every HARP on the disk now (or at a time) and the full disk",
+    forecast = add_command(subparsers, "forecast", help="forecast every HARP on the disk now (or at a time) and the full disk",
         description="Fetch the newest SHARP records of every HARP, forecast each region's probability of a flare "
                     "(the model's label: by default >= M within 24 h) with a trained run's model, and the full-disk "
                     "probability 1 - prod(1 - p_i). Regions with too little recent data are listed as such.",
-        epilog="example: flareseq forecast --model lstm --experiment cycle25 --now --out forecast.csv")
+        examples=["flareseq forecast --model lstm --experiment cycle25 --now --out forecast.csv"])
     forecast.add_argument("--model", required=True, metavar="RUN", help="a run id or name, or a saved model folder")
     when = forecast.add_mutually_exclusive_group(required=True)
     when.add_argument("--now", action="store_true", help="the current time (near-real-time series by default)")

@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from flareseq.data.schema import KAGGLE_PARAMETERS
+from flareseq.cli import add_command
 
-N_FEATURES = len(KAGGLE_PARAMETERS)
+# The Kaggle/SHARP series count (len(flareseq.data.schema.KAGGLE_PARAMETERS), checked by
+# tests/test_cli.py), written here so that parsing imports nothing of flareseq.data.
+N_FEATURES = 25
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "models",
+    parser = add_command(
+        subparsers, "models",
         help="list the model architectures",
         description=f"List the registered model architectures with their unique parameter counts "
-        f"for {N_FEATURES} input features (a tied tensor counts once) and their defaults.",
+        f"for {N_FEATURES} input features (a tied tensor counts once) and their defaults. Choose one with "
+        "`flareseq train --set model.name=NAME`.",
+        examples=["flareseq models", "flareseq models --json"],
     )
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list of {name, n_parameters, tied, description, defaults}")

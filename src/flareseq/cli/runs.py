@@ -1,4 +1,4 @@
-"""Commands of the main job: train, experiments, evaluate, predict, report, ui."""
+"""Commands of the main job: train, experiments, evaluate, predict, compare, report (ui: cli/ui.py)."""
 
 from __future__ import annotations
 
@@ -6,63 +6,112 @@ import json
 import sys
 from pathlib import Path
 
+from flareseq.cli import add_command
+from flareseq.cli.store import (
+    StoreNotFoundError,
+    add_store_options,
+    existing_store_uri,
+    store_overrides,
+)
 from flareseq.errors import ConfigError, FlareseqError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train and score one run, tracked in MLflow")
-    p.add_argument("--config", help="a run configuration (TOML); defaults otherwise")
+    p = add_command(
+        subparsers, "train", help="train and score one run, tracked in MLflow",
+        description="Train one model on the train part of the data, choose its threshold (and calibration) on the "
+        "validation part, score it on the test part, and record everything in MLflow: the configuration, "
+        "per-epoch metrics, scores, forecasts, figures and the model. The configuration is the defaults, "
+        "changed by --config FILE and then by every --set section.key=value (an unknown key is an error that "
+        "names the closest valid ones; the keys are documented in flareseq.experiments.config). `flareseq "
+        "models` lists the architectures.",
+        examples=["flareseq train --set model.name=stacked-lstm --set training.epochs=5",
+                  "flareseq train --data data/store --set model.name=logistic-summary --output-dir runs",
+                  "flareseq train --config my-run.toml --cv 3"],
+    )
+    p.add_argument("--config", metavar="FILE.toml", help="a run configuration (TOML); defaults otherwise")
     _add_run_options(p)
+    add_store_options(p, writes=True)
     p.set_defaults(func=cmd_train)
 
-    p = subparsers.add_parser("experiments", help="every run of an experiment file (resumable), then the report")
+    p = add_command(
+        subparsers, "experiments", help="every run of an experiment file (resumable), then the report",
+        description="Run every configuration of an experiment file (its [grid] crossed, its [grid.zip] zipped) "
+        "and the baselines, each recorded in MLflow, then write the report. Resumable: a run whose configuration "
+        "already finished in the experiment is skipped; a failed run is recorded and the grid goes on. --set "
+        "overrides hold for every run and win over the grid.",
+        examples=["flareseq experiments experiments/default.toml --data data/store",
+                  "flareseq experiments experiments/study.toml --set training.epochs=2 --output-dir study-runs",
+                  "flareseq experiments experiments/smarp.toml --cv 5"],
+    )
     p.add_argument("grid", help="an experiment file, e.g. experiments/study.toml")
     _add_run_options(p)
     p.add_argument("--no-baselines", action="store_true", help="skip the baseline runs")
     p.add_argument("--no-report", action="store_true", help="do not write the report afterwards")
+    add_store_options(p, writes=True, experiment=False)
     p.set_defaults(func=cmd_experiments)
 
-    p = subparsers.add_parser("evaluate", help="score a run's model on labelled data")
+    p = add_command(
+        subparsers, "evaluate", help="score a run's model on labelled data",
+        description="Forecast labelled data with a run's model (at the run's own threshold and calibration) "
+        "and print every score: TSS, HSS2, BSS, precision, recall, F1, accuracy, ROC-AUC, PR-AUC, Brier.",
+        examples=["flareseq evaluate lstm --experiment default --output-dir demo-output --data data/new-store",
+                  "flareseq evaluate lstm --experiment default --data fold3Training.json --json",
+                  "flareseq evaluate saved-model/ --data data/new-store"],
+    )
     p.add_argument("run", help="a run id, a run name (in --experiment), or a saved model folder")
     p.add_argument("--data", required=True, help="labelled data: a store, Kaggle JSON lines or SWAN-SF")
-    _add_tracking_options(p)
+    add_store_options(p)
     p.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
-    p = subparsers.add_parser("predict", help="forecast new data with a run's model")
+    p = add_command(
+        subparsers, "predict", help="forecast new data with a run's model",
+        description="Forecast data with a run's model and write one row per sample: id, probability, label "
+        "(the run's validation-chosen threshold), or Kaggle's Id,ClassLabel submission layout.",
+        examples=["flareseq predict lstm --experiment default --output-dir demo-output --data testSet.json "
+                  "--out submission.csv",
+                  "flareseq predict saved-model/ --data data/new-store --out forecasts.csv --format csv"],
+    )
     p.add_argument("run", help="a run id, a run name (in --experiment), or a saved model folder")
     p.add_argument("--data", required=True, help="data to forecast (labels, if any, are ignored)")
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--format", choices=("auto", "csv", "kaggle"), default="auto",
                    help="csv: id, probability, label; kaggle: the competition's Id,ClassLabel submission "
                         "(auto: kaggle for Kaggle JSON-lines input)")
-    _add_tracking_options(p)
+    add_store_options(p)
     p.set_defaults(func=cmd_predict)
 
-    p = subparsers.add_parser(
-        "compare", help="paired bootstrap of two runs on the same test samples (TSS, HSS2, PR-AUC)",
+    p = add_command(
+        subparsers, "compare", help="paired bootstrap of two runs on the same test samples (TSS, HSS2, PR-AUC)",
         description="Paired bootstrap of TSS, HSS2 and PR-AUC between two runs tested on the same samples, "
                     "resampling whole regions when the forecasts carry them, each run at its own threshold: "
                     "the difference (first - second), its interval and the share of resamples in which the "
-                    "first scored higher.")
+                    "first scored higher.",
+        examples=["flareseq compare embed-lstm baseline-logistic-summary --experiment default --output-dir demo-output",
+                  "flareseq compare lstm-c1 lstm-c2 --experiment study --n-boot 5000 --json"],
+    )
     p.add_argument("first", help="a run id or name (in --experiment)")
     p.add_argument("second", help="a run id or name (in --experiment)")
-    _add_tracking_options(p)
+    add_store_options(p)
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level of the interval (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="seed of the resampling")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     p.set_defaults(func=cmd_compare)
 
-    p = subparsers.add_parser("report", help="write the report (Markdown + HTML) of an experiment")
-    _add_tracking_options(p)
+    p = add_command(
+        subparsers, "report", help="write the report (Markdown + HTML) of an experiment",
+        description="Write the report of an experiment from what its runs logged in MLflow: every run's test "
+        "scores (runs ranked by validation TSS), the best model against the best baseline (paired bootstrap), "
+        "intervals, calibration, the study's figures, and the figures. report.html is one self-contained file "
+        "(figures embedded) that opens offline; report.md links its figures. Prints the HTML page's path.",
+        examples=["flareseq report --experiment default",
+                  "flareseq report --experiment study --output-dir demo-output --out study-report/"],
+    )
+    add_store_options(p)
     p.add_argument("--out", help="folder for the report (default: OUTPUT_DIR/reports/EXPERIMENT)")
     p.set_defaults(func=cmd_report)
-
-    p = subparsers.add_parser("ui", help="the MLflow UI on 127.0.0.1, pointed at the tracking store")
-    _add_tracking_options(p)
-    p.add_argument("--port", type=int, default=5000)
-    p.set_defaults(func=cmd_ui)
 
 
 def _add_run_options(p) -> None:
@@ -79,13 +128,6 @@ def _add_run_options(p) -> None:
                         "demonstration only); they are tagged leaky in MLflow and the report")
 
 
-def _add_tracking_options(p) -> None:
-    p.add_argument("--experiment", default="flareseq", help="MLflow experiment name (default: flareseq)")
-    p.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
-                                                      "a SQLite file in --output-dir)")
-    p.add_argument("--output-dir", default="runs", help="where the default SQLite store lives (default: runs)")
-
-
 def _overrides(args) -> list[str]:
     overrides = list(args.overrides)
     if args.data:
@@ -94,25 +136,33 @@ def _overrides(args) -> list[str]:
         overrides.append(f"data.cv={args.cv}")
     if getattr(args, "allow_leaky", False):
         overrides.append("allow_leaky=true")
-    return overrides
+    # The store options last: on the command line they are the user's latest word.
+    return [*overrides, *store_overrides(args)]
 
 
 # -- commands ----------------------------------------------------------------------------
 def cmd_train(args) -> int:
+    from flareseq.cli import config_check
     from flareseq.experiments.config import RunConfig, load_toml
     from flareseq.experiments.grid import expand_grid
-    from flareseq.experiments.runner import make_tracker, run
 
+    # The configuration is read and checked before torch, MLflow and the data load: a typo
+    # is answered at once.
+    config_check.check_overrides(_overrides(args))
     if args.config:
         values = load_toml(args.config)
         if "grid" in values:
             raise ConfigError(f"{args.config} defines a grid; run it with `flareseq experiments {args.config}`.")
+        config_check.check_file_keys(values, args.config)
         config = RunConfig.from_dict(values, where=args.config)
     else:
         config = RunConfig()
     config = expand_grid(config.to_dict(), overrides=_overrides(args), default_name=args.name or config.name).runs[0]
     if not config.name:  # named after the model the overrides chose, not the default's
         config = config.with_overrides({"name": config.model.name})
+    config_check.check_model_names([config])
+    from flareseq.experiments.runner import make_tracker, run
+
     tracker = make_tracker(config)
     result = run(config, tracker=tracker, progress=not args.no_progress,
                         echo=lambda line: print(line, file=sys.stderr))
@@ -130,15 +180,22 @@ def cmd_train(args) -> int:
 
 
 def cmd_experiments(args) -> int:
+    from flareseq.cli import config_check
+    from flareseq.experiments.config import load_toml
     from flareseq.experiments.grid import load_experiment
-    from flareseq.experiments.report import write_experiment_report
-    from flareseq.experiments.runner import make_tracker, run_experiment
 
+    # Checked before torch, MLflow and the data load (see cmd_train).
     overrides = _overrides(args)
+    config_check.check_overrides(overrides)
+    config_check.check_file_keys(load_toml(args.grid), args.grid)
     experiment = load_experiment(args.grid, overrides=overrides)
     if args.name:
         experiment = load_experiment(args.grid, overrides=[*overrides, f"tracking.experiment={json.dumps(args.name)}"])
     _check_table_options(experiment)
+    config_check.check_model_names(experiment.runs)
+    from flareseq.experiments.report import write_experiment_report
+    from flareseq.experiments.runner import make_tracker, run_experiment
+
     first = experiment.runs[0]
     print(f"experiment {first.tracking.experiment!r}: {len(experiment.runs)} run(s) from {args.grid}"
           + ("" if args.no_baselines else f" + {len(first.baselines)} baseline(s)"), file=sys.stderr)
@@ -151,8 +208,7 @@ def cmd_experiments(args) -> int:
     if not args.no_report:
         out = Path(first.tracking.output_dir) / "reports" / first.tracking.experiment
         paths = write_experiment_report(tracker_uri, first.tracking.experiment, out)
-        print(f"report: {paths.markdown}", file=sys.stderr)
-        print(paths.html)
+        _print_report_paths(paths, out.parent)
     return 1 if failed else 0
 
 
@@ -211,10 +267,9 @@ def cmd_predict(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    uri = existing_store_uri(args)
     from flareseq.experiments.report import compare_runs
-    from flareseq.experiments.tracking import resolve_tracking_uri
 
-    uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
     results = compare_runs(uri, args.experiment, args.first, args.second, n_boot=args.n_boot, level=args.level,
                            random_state=args.seed)
     if args.json:
@@ -228,32 +283,38 @@ def cmd_compare(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from flareseq.experiments.report import write_experiment_report
-    from flareseq.experiments.tracking import resolve_tracking_uri
+    uri = existing_store_uri(args)
+    from flareseq.experiments.report import require_experiment, write_experiment_report
 
-    uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
+    require_experiment(uri, args.experiment)
     out = Path(args.out) if args.out else Path(args.output_dir) / "reports" / args.experiment
     paths = write_experiment_report(uri, args.experiment, out)
-    print(f"report: {paths.markdown}", file=sys.stderr)
-    print(paths.html)
+    _print_report_paths(paths, None if args.out else out.parent)
     return 0
 
 
-def cmd_ui(args) -> int:
-    import subprocess
+def _print_report_paths(paths, reports_dir: Path | None) -> None:
+    """Say where the report is (the HTML page last, on stdout); refresh the index of the
+    reports folder (each experiment's headline) when the report went to the default place."""
+    print(f"report: {paths.markdown}", file=sys.stderr)
+    if reports_dir is not None:
+        from flareseq.reporting.index import write_reports_index
 
-    from flareseq.experiments.tracking import resolve_tracking_uri
-
-    uri = resolve_tracking_uri(args.tracking_uri, args.output_dir)
-    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port} (Ctrl-C to stop)", file=sys.stderr)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-               "--port", str(args.port)]
-    return subprocess.call(command)
+        index = write_reports_index(reports_dir)
+        if index is not None:
+            print(f"index of the reports: {index}", file=sys.stderr)
+    print(paths.html)
 
 
 # -- helpers -------------------------------------------------------------------------------
 def _load_forecaster(args):
     """A run's forecaster from a saved folder, a run id or a run name."""
+    if not Path(args.run).is_dir():
+        try:
+            existing_store_uri(args)  # a run id or name: the store must exist, not be made afresh
+        except StoreNotFoundError as exc:
+            raise StoreNotFoundError(f"{args.run!r} is not a saved model folder (there is no folder at that path), "
+                                     f"and not a run of a tracking store: {exc}") from None
     from flareseq.experiments.run_models import load_forecaster
 
     return load_forecaster(args.run, experiment=args.experiment, tracking_uri=args.tracking_uri,

@@ -10,6 +10,7 @@ with the best baseline on the same test samples (paired bootstrap by region,
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from pathlib import Path
 
 import numpy as np
@@ -44,35 +45,42 @@ def write_experiment_report(tracking_uri: str, experiment: str, out_dir: str | P
     figures_dir = out / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
     runs = runs_frame(tracking_uri, experiment)
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = _with_settings(runs, client, experiment)
     best = best_per_architecture(runs)
     figures: list[tuple[Path, str]] = []
 
     finished = runs[runs["status"] == "FINISHED"]
     if not finished.empty:
         table = finished.rename(columns={"test_tss": "tss", "test_hss2": "hss2", "test_accuracy": "accuracy"})
+        table = table.sort_values("val_tss", ascending=False, na_position="last")  # the report's order
         pcc = float(finished["pcc"].dropna().iloc[0]) if "pcc" in finished and finished["pcc"].notna().any() else None
         fig_path = figures_dir / "comparison.png"
         ax = plots.plot_run_comparison(table, pcc=pcc, best_per_architecture=len(table) > 12)
         plots.save_figure(ax, fig_path)
         figures.append((fig_path, "Test TSS and HSS2 per run (baselines hatched); accuracy against PCC and 1.25 x PCC"))
 
-    client = mlflow.MlflowClient(tracking_uri)
     scratch = figures_dir / "downloads"
     roc_ax = rel_ax = None
     for _, row in best.iterrows():
         predictions = _test_predictions(client, row["run_id"], scratch)
         if predictions is None or predictions["y"].nunique() < 2:
             continue
-        roc_ax = plots.plot_roc(predictions["y"], predictions["probability"], ax=roc_ax, label=row["name"])
+        baseline = row["kind"] == "baseline"
+        roc_ax = plots.plot_roc(predictions["y"], predictions["probability"], ax=roc_ax, label=row["name"],
+                                baseline=baseline)
         label = row["name"] + (" (calibrated)" if str(row.get("calibrated")) == "True" else
-                               " (inflated: not calibrated)" if str(row.get("class_weighted")) == "True" else "")
-        rel_ax = plots.plot_reliability(predictions["y"], predictions["probability"], ax=rel_ax, label=label)
+                               " (inflated)" if str(row.get("class_weighted")) == "True" else "")
+        rel_ax = plots.plot_reliability(predictions["y"], predictions["probability"], ax=rel_ax, label=label,
+                                        baseline=baseline)
     if roc_ax is not None:
         plots.save_figure(roc_ax, figures_dir / "roc.png")
         plots.save_figure(rel_ax, figures_dir / "reliability.png")
-        figures.append((figures_dir / "roc.png", "ROC on the test part, best run per architecture"))
+        figures.append((figures_dir / "roc.png", "ROC on the test part, best run per architecture (baselines "
+                                                 "dashed)"))
         figures.append((figures_dir / "reliability.png",
-                        "Reliability on the test part, best run per architecture (numbers: samples per bin); runs "
+                        "Reliability on the test part, best run per architecture (baselines dashed); the lower panel "
+                        "counts the samples in each bin (log scale): a point of a few samples says little. Runs "
                         "marked 'inflated' were trained with class weights and not calibrated"))
     calibrated = _calibration_figure(client, best, scratch, figures_dir / "calibration.png")
     if calibrated is not None:
@@ -109,6 +117,54 @@ def write_experiment_report(tracking_uri: str, experiment: str, out_dir: str | P
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     return build_report(runs, figures=figures, meta=meta, out_dir=out, comparisons=comparisons)
+
+
+# Settings that only a trained model has: a baseline's row shows "–" for them, not the values
+# its configuration inherited from the grid (a gradient-boosting baseline has no epochs).
+_MODEL_ONLY_PREFIXES = ("training.", "model.params")
+_APPLIES_TO_BASELINES = {"training.threshold", "training.threshold_metric", "training.calibration"}
+# Not settings of the experiment's design: the run's own name, where it is recorded, the bootstrap.
+_NOT_AXES = ("name", "model.name", "baselines", "tracking.", "verification.")
+
+
+def _with_settings(runs: pd.DataFrame, client, experiment: str) -> pd.DataFrame:
+    """``runs`` with a ``params.<key>`` column per configuration key (tables such as
+    ``training.class_weight`` joined into one value, ``{0: 1, 1: 5}``), empty where a setting
+    does not apply (model-only settings of baselines); the report shows those that vary."""
+    from flareseq.experiments.config import RunConfig, valid_keys
+
+    if runs.empty:
+        return runs
+    leaves = set(valid_keys())
+    defaults = RunConfig().to_dict()
+    tables = set()
+    for key in leaves:
+        value = defaults
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, dict):
+            tables.add(key)
+    found = client.get_experiment_by_name(experiment)
+    params = {r.info.run_id: r.data.params for r in client.search_runs([found.experiment_id], max_results=50000)} \
+        if found is not None else {}
+    rows = []
+    for run_id, kind in zip(runs["run_id"], runs["kind"]):
+        logged = params.get(run_id, {})
+        settings = {}
+        for key in sorted(leaves):
+            if key.startswith(_NOT_AXES) and key != "model.params":
+                continue
+            if key in tables:
+                entries = {k[len(key) + 1:]: v for k, v in logged.items() if k.startswith(key + ".")}
+                value = ("{" + ", ".join(f"{k}: {v}" for k, v in entries.items()) + "}") if entries \
+                    else logged.get(key, "")
+                value = "none" if value == "{}" else value
+            else:
+                value = logged.get(key, "")
+            model_only = key.startswith(_MODEL_ONLY_PREFIXES) and key not in _APPLIES_TO_BASELINES
+            settings[f"params.{key}"] = "" if kind == "baseline" and model_only else value
+        rows.append(settings)
+    return pd.concat([runs.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 
 def _calibration_figure(client, best: pd.DataFrame, scratch: Path, path: Path) -> str | None:
@@ -193,7 +249,8 @@ def compare_runs(tracking_uri: str, experiment: str, first: str, second: str, *,
 
 def resolve_run_id(client, run: str, experiment: str, tracking_uri: str, *, hint: str = "") -> str:
     """A run id from an id or a run name (the newest finished run of that name); ``hint``
-    adds another way out to the error."""
+    adds another way out to the error. A missing experiment is reported as such, and an
+    unknown name with the closest run names of the experiment."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -201,16 +258,43 @@ def resolve_run_id(client, run: str, experiment: str, tracking_uri: str, *, hint
     except MlflowException:  # not a run id: look it up by name
         pass
     found = client.get_experiment_by_name(experiment)
-    if found is not None:
-        escaped = run.replace("'", "\\'")
-        runs = client.search_runs([found.experiment_id], max_results=1, order_by=["start_time DESC"],
-                                  filter_string=f"attributes.run_name = '{escaped}' and attributes.status = 'FINISHED'")
-        if runs:
-            return runs[0].info.run_id
+    if found is None:
+        raise _missing_experiment(client, experiment, tracking_uri,
+                                  f"(looking for the run {run!r}; a run id needs no experiment)")
+    escaped = run.replace("'", "\\'")
+    runs = client.search_runs([found.experiment_id], max_results=1, order_by=["start_time DESC"],
+                              filter_string=f"attributes.run_name = '{escaped}' and attributes.status = 'FINISHED'")
+    if runs:
+        return runs[0].info.run_id
+    names = {r.info.run_name: r.info.status for r in client.search_runs([found.experiment_id], max_results=5000)}
+    if run in names:
+        why = f"the run {run!r} in experiment {experiment!r} of {tracking_uri} is {names[run]}, not FINISHED"
+    else:
+        why = f"no finished run with id or name {run!r} in experiment {experiment!r} of {tracking_uri}"
+    close = difflib.get_close_matches(run, [n for n, status in names.items() if status == "FINISHED"], n=3)
+    suggestion = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise FlareseqError(
-        f"no finished run with id or name {run!r} in experiment {experiment!r} of {tracking_uri}; "
-        f"list runs with `flareseq report` or `flareseq ui`{', ' + hint if hint else ''}."
+        f"{why}.{suggestion} List the runs with `flareseq report --experiment {experiment}` or `flareseq ui`"
+        f"{', ' + hint if hint else ''}."
     )
+
+
+def require_experiment(tracking_uri: str, experiment: str) -> None:
+    """Raise the error of a missing ``experiment`` (naming the closest existing ones)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    if client.get_experiment_by_name(experiment) is None:
+        raise _missing_experiment(client, experiment, tracking_uri)
+
+
+def _missing_experiment(client, experiment: str, tracking_uri: str, context: str = "") -> FlareseqError:
+    names = [e.name for e in client.search_experiments()]
+    close = difflib.get_close_matches(experiment, names, n=3)
+    suggestion = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    listing = f" Its experiments: {', '.join(sorted(names))}." if names else " It holds no experiment."
+    return FlareseqError(f"no experiment {experiment!r} in the tracking store {tracking_uri}"
+                         f"{' ' + context if context else ''}.{suggestion}{listing} Choose one with --experiment.")
 
 
 def _first_fold_run(client, run_id: str) -> str | None:

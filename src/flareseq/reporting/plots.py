@@ -11,11 +11,17 @@ functions so that ``import flareseq`` stays cheap.
 
 The curves (ROC, TSS against threshold, reliability) are computed here with numpy, so this
 module depends on no other part of flareseq.
+
+Legibility at the size a figure is shown: the HTML report shows a figure at its size in
+inches (96 CSS pixels per inch, :mod:`flareseq.reporting.render`), so a label of 8 points
+reads as 8 points on the page. Figures are therefore at most :data:`MAX_WIDTH_INCHES` wide
+(the report's column), no text is smaller than 8 points, and legends sit outside the data.
 """
 
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -44,8 +50,14 @@ STUDY_TSS_RANGE = (0.59, 0.67)
 BASELINE_COLOR = "0.6"
 BASELINE_HATCH = "//"
 _CHANCE_GID = "flareseq-chance-line"
-# Legends beside the panel: bars reach any height up to 1, so inside they would hide some.
-_OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": "small", "borderaxespad": 0.0}
+MAX_WIDTH_INCHES = 12.0  # the report's column (75em at 16 px, less padding) is 12.2 in at 96 px per inch
+LABEL_POINTS = 8  # the smallest text drawn: numbers on bars, legends
+# Legends beside the panel: bars and curves reach any height up to 1, so inside they would hide some.
+_OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "fontsize": LABEL_POINTS, "borderaxespad": 0.0}
+# Baseline curves are dashed, so that they stand apart from the models in any colour.
+_BASELINE_LINE = {"linestyle": "--", "linewidth": 1.3}
+# The reliability diagram's counts panel, by the Axes it belongs to (so overlays find it).
+_COUNTS_PANELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _new_axes(figsize: tuple[float, float] = (5.0, 4.0)) -> Axes:
@@ -150,12 +162,14 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], *, fig: Figure 
             ax.plot(epochs, np.asarray(values, dtype=float), style, marker=".", label=label)
             drawn = True
         ax.set_title(name)
-        if drawn:
-            ax.legend(fontsize="small")
-        else:
+        if not drawn:
             ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes, color="0.5")
     for ax in axes[2:]:
         ax.set_xlabel("epoch")
+    # One legend for the four panels, above them: inside, it covered some of the curves.
+    handles = next((ax.get_legend_handles_labels() for ax in axes if ax.get_lines()), ([], []))
+    if handles[0]:
+        fig.legend(*handles, loc="outside upper right", ncols=2, fontsize=LABEL_POINTS)
     if title:
         fig.suptitle(title)
     return fig
@@ -169,7 +183,7 @@ def plot_class_counts(counts: Mapping[str, tuple[int, int]], *, ax: Axes | None 
     counts : split name -> ``(n_negative, n_positive)``, in the order to draw.
     ax : Axes to draw on; a new figure when omitted.
     """
-    ax = ax if ax is not None else _new_axes()
+    ax = ax if ax is not None else _new_axes((max(6.5, 1.6 * len(counts) + 2.5), 4.0))
     names = list(counts)
     n_neg = np.array([counts[s][0] for s in names], dtype=int)
     n_pos = np.array([counts[s][1] for s in names], dtype=int)
@@ -177,8 +191,8 @@ def plot_class_counts(counts: Mapping[str, tuple[int, int]], *, ax: Axes | None 
     width = 0.38
     neg_bars = ax.bar(x - width / 2, n_neg, width, label="no flare (0)", color="C0")
     pos_bars = ax.bar(x + width / 2, n_pos, width, label="M/X flare (1)", color="C3")
-    ax.bar_label(neg_bars, labels=[f"{n:,}" for n in n_neg], fontsize="small")
-    ax.bar_label(pos_bars, labels=[f"{n:,}" for n in n_pos], fontsize="small")
+    ax.bar_label(neg_bars, labels=[f"{n:,}" for n in n_neg], fontsize=LABEL_POINTS)
+    ax.bar_label(pos_bars, labels=[f"{n:,}" for n in n_pos], fontsize=LABEL_POINTS)
     totals = n_neg + n_pos
     # The positive share is what the imbalance discussion turns on, so it goes under each split.
     shares = [f"{name}\n{100 * p / t:.1f} % positive" if t else name for name, p, t in zip(names, n_pos, totals)]
@@ -186,8 +200,15 @@ def plot_class_counts(counts: Mapping[str, tuple[int, int]], *, ax: Axes | None 
     ax.set_ylabel("samples")
     ax.set_title("Class counts per split")
     ax.margins(y=0.12)
-    ax.legend()
+    ax.legend(**_OUTSIDE)
     return ax
+
+
+def _legend_beside(ax: Axes) -> None:
+    """The legend beside the panel, the runs first and the reference diagonal last."""
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(handles)), key=lambda i: handles[i].get_gid() == _CHANCE_GID)
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], **_OUTSIDE)
 
 
 def _draw_chance_diagonal(ax: Axes, label: str) -> None:
@@ -196,42 +217,69 @@ def _draw_chance_diagonal(ax: Axes, label: str) -> None:
         ax.plot([0, 1], [0, 1], ":", color="0.5", label=label, gid=_CHANCE_GID)
 
 
-def plot_roc(y_true, p, *, ax: Axes | None = None, label: str | None = None) -> Axes:
+def plot_roc(y_true, p, *, ax: Axes | None = None, label: str | None = None, baseline: bool = False) -> Axes:
     """ROC curve with its area in the legend; call again on the same Axes to overlay runs.
 
-    With one class only the curve is undefined: nothing is drawn and the legend says so.
+    The legend is beside the panel, never over the curves. ``baseline`` draws the curve
+    dashed. With one class only the curve is undefined: nothing is drawn and the legend
+    says so.
     """
-    ax = ax if ax is not None else _new_axes()
+    ax = ax if ax is not None else _new_axes((7.5, 4.2))
     fpr, tpr, auc = roc_points(y_true, p)
     name = label or "model"
     auc_text = "AUC undefined: one class only" if np.isnan(auc) else f"AUC = {auc:.3f}"
-    ax.plot(fpr, tpr, label=f"{name} ({auc_text})")
+    ax.plot(fpr, tpr, label=f"{name} ({auc_text})", **(_BASELINE_LINE if baseline else {}))
     _draw_chance_diagonal(ax, "chance")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate (recall)",
            title="ROC curve")
     ax.set_aspect("equal")
-    ax.legend(loc="lower right", fontsize="small")
+    _legend_beside(ax)
     return ax
 
 
-def plot_reliability(y_true, p, *, n_bins: int = 10, ax: Axes | None = None, label: str | None = None) -> Axes:
+def plot_reliability(y_true, p, *, n_bins: int = 10, ax: Axes | None = None, label: str | None = None,
+                     baseline: bool = False) -> Axes:
     """Reliability diagram: observed flare frequency against mean forecast per bin.
 
-    The number of samples in each bin is printed beside its point, because a bin of three
-    samples should not be read like one of three thousand. Overlay runs by passing ``ax``.
+    The number of samples in each bin is drawn in a small panel below (log scale), because a
+    bin of three samples should not be read like one of three thousand; numbers written
+    beside the points would pile up where bins of several runs meet. Overlay runs by passing
+    ``ax`` (the counts panel is found again, or appended below an Axes of your own).
+    ``baseline`` draws the curve dashed. The legend is beside the panel.
+
+    Returns the reliability Axes; its counts panel is :func:`reliability_counts_axes` (ax).
     """
-    ax = ax if ax is not None else _new_axes()
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(7.5, 5.6), layout="constrained")
+        ax, counts_ax = fig.subplots(2, 1, sharex=True, height_ratios=(3.2, 1))
+        _COUNTS_PANELS[ax] = counts_ax
+    counts_ax = reliability_counts_axes(ax)
     mean_p, observed, n = reliability_bins(y_true, p, n_bins)
-    (line,) = ax.plot(mean_p, observed, marker="o", label=label or "model")
-    for x, y, count in zip(mean_p, observed, n):
-        ax.annotate(f"{count:,}", (x, y), xytext=(3, 3), textcoords="offset points", fontsize="x-small",
-                    color=line.get_color())
+    style = _BASELINE_LINE if baseline else {}
+    (line,) = ax.plot(mean_p, observed, marker="o", markersize=4, label=label or "model", **style)
+    counts_ax.plot(mean_p, n, marker="o", markersize=3, color=line.get_color(), **style)
     _draw_chance_diagonal(ax, "perfectly calibrated")
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="mean forecast probability", ylabel="observed flare frequency",
-           title=f"Reliability ({n_bins} bins; numbers are samples per bin)")
-    ax.set_aspect("equal")
-    ax.legend(loc="upper left", fontsize="small")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), ylabel="observed flare frequency", title=f"Reliability ({n_bins} bins)")
+    ax.tick_params(labelbottom=False)
+    _legend_beside(ax)
+    counts_ax.set(yscale="log", xlim=(0, 1), xlabel="mean forecast probability", ylabel="samples\nper bin")
+    counts_ax.grid(True, axis="y", which="major", color="0.9")
+    counts_ax.margins(y=0.2)  # a point at the largest count is not cut by the frame
     return ax
+
+
+def reliability_counts_axes(ax: Axes) -> Axes:
+    """The samples-per-bin panel under the reliability Axes ``ax`` (appended when ``ax`` has
+    none yet, e.g. an Axes the caller made)."""
+    counts_ax = _COUNTS_PANELS.get(ax)
+    if counts_ax is None:
+        from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+        counts_ax = make_axes_locatable(ax).append_axes("bottom", size="30%", pad=0.15, sharex=ax)
+        _COUNTS_PANELS[ax] = counts_ax
+    return counts_ax
 
 
 def plot_threshold_curve(y_val, p_val, y_test=None, p_test=None, *, chosen: float | None = None,
@@ -249,7 +297,7 @@ def plot_threshold_curve(y_val, p_val, y_test=None, p_test=None, *, chosen: floa
     n_thresholds : number of evenly spaced thresholds in [0, 1].
     title : the Axes title (default "TSS against threshold").
     """
-    ax = ax if ax is not None else _new_axes()
+    ax = ax if ax is not None else _new_axes((7.5, 3.8))
     thresholds = np.linspace(0.0, 1.0, n_thresholds)
     tss_val = tss_curve(y_val, p_val, thresholds)
     ax.plot(thresholds, tss_val, "-", color="C0", label="validation")
@@ -270,7 +318,8 @@ def plot_threshold_curve(y_val, p_val, y_test=None, p_test=None, *, chosen: floa
         ax.axvline(best, color="k", linewidth=1, label=f"best on validation: {best:.2f}")
     ax.axhline(0.0, color="0.5", linewidth=0.8)
     ax.set(xlim=(0, 1), xlabel="decision threshold", ylabel="TSS", title=title or "TSS against threshold")
-    ax.legend(fontsize="small")
+    # Beside the panel: inside, it hid the test-optimal marker whenever that sat under it.
+    ax.legend(**_OUTSIDE)
     return ax
 
 
@@ -289,7 +338,7 @@ def plot_threshold_curves_by_fold(validation: Sequence[pd.DataFrame], test: Sequ
     if fig is None:
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(3.4 * len(validation), 3.6), layout="constrained")
+        fig = Figure(figsize=(min(MAX_WIDTH_INCHES, 3.4 * len(validation)), 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(validation), sharey=True))
     for k, (ax, val, tst) in enumerate(zip(axes, validation, test), start=1):
         if val["y"].nunique() < 2:
@@ -299,7 +348,8 @@ def plot_threshold_curves_by_fold(validation: Sequence[pd.DataFrame], test: Sequ
         plot_threshold_curve(val["y"].to_numpy(), val["probability"].to_numpy(),
                              tst["y"].to_numpy() if both else None, tst["probability"].to_numpy() if both else None,
                              chosen=float(val["threshold"].iloc[0]), ax=ax, title=f"fold {k}")
-        ax.legend(fontsize="xx-small")
+        # Each panel's own labels (its chosen threshold and test optimum) go in one box below it.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=LABEL_POINTS, borderaxespad=0.0)
     return fig
 
 
@@ -319,13 +369,19 @@ def _bar_styles(is_baseline: np.ndarray, color: str) -> tuple[list[str], list[st
 
 
 def _draw_bars(ax: Axes, x: np.ndarray, heights: np.ndarray, width: float, color: str,
-               is_baseline: np.ndarray, label: str) -> None:
+               is_baseline: np.ndarray, label: str, rotation: float = 0):
+    """Bars with their numbers on top; returns the legend's key for them (in the models'
+    colour: a legend drawn from the bars would copy the first bar, grey when it is a baseline)."""
+    from matplotlib.patches import Patch
+
     colors, hatches = _bar_styles(is_baseline, color)
     bars = ax.bar(x, np.nan_to_num(heights, nan=0.0), width, color=colors, edgecolor="k", linewidth=0.5,
-                  label=label)
+                  label="_nolegend_")
     for bar, hatch in zip(bars, hatches):
         bar.set_hatch(hatch)
-    ax.bar_label(bars, labels=["–" if np.isnan(h) else f"{h:.2f}" for h in heights], fontsize="x-small")
+    ax.bar_label(bars, labels=["–" if np.isnan(h) else f"{h:.2f}" for h in heights], fontsize=LABEL_POINTS,
+                 rotation=rotation, padding=2)
+    return Patch(facecolor=color, edgecolor="k", linewidth=0.5, label=label)
 
 
 def plot_run_comparison(table: pd.DataFrame, *, pcc: float | None = None, ax: Axes | None = None,
@@ -363,7 +419,8 @@ def plot_run_comparison(table: pd.DataFrame, *, pcc: float | None = None, ax: Ax
     if ax is None:
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(max(8.0, 0.8 * len(runs) + 4.5), 7.5 if draw_accuracy else 4.5), layout="constrained")
+        width = min(MAX_WIDTH_INCHES, max(8.0, 0.8 * len(runs) + 4.5))
+        fig = Figure(figsize=(width, 7.5 if draw_accuracy else 4.5), layout="constrained")
         if draw_accuracy:
             ax, accuracy_ax = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
         else:
@@ -377,23 +434,26 @@ def plot_run_comparison(table: pd.DataFrame, *, pcc: float | None = None, ax: Ax
     is_baseline = np.asarray(kinds == "baseline", dtype=bool)
     x = np.arange(len(runs))
     width = 0.38
-    _draw_bars(ax, x - width / 2, runs["tss"].to_numpy(float), width, "C0", is_baseline, "TSS")
-    _draw_bars(ax, x + width / 2, runs["hss2"].to_numpy(float), width, "C1", is_baseline, "HSS2")
+    # Upright 8-point numbers need about 0.3 in per bar; narrower bars get them turned.
+    bar_inches = width * (ax.figure.get_figwidth() - 3.5) / max(len(runs), 1)
+    rotation = 0 if bar_inches >= 0.3 else 90
+    keys = [_draw_bars(ax, x - width / 2, runs["tss"].to_numpy(float), width, "C0", is_baseline, "TSS", rotation),
+            _draw_bars(ax, x + width / 2, runs["hss2"].to_numpy(float), width, "C1", is_baseline, "HSS2", rotation)]
     ax.axhline(0.0, color="k", linewidth=0.8)
     if study_tss is not None:
         ax.axhspan(*study_tss, color="C2", alpha=0.15,
                    label=f"study, implied TSS\n{study_tss[0]:.2f}–{study_tss[1]:.2f} (its data)")
     for i, (text, value) in enumerate((reference_lines or {}).items()):
         ax.axhline(value, linestyle=":", color=f"C{4 + i % 6}", label=f"{text}: {value:.2f}")
+    keys += ax.get_legend_handles_labels()[0]  # the study's band, reference lines
     if is_baseline.any():
         from matplotlib.patches import Patch
 
-        # A second legend (add_artist keeps it when the main one is drawn) keys the baseline style.
-        marker = Patch(facecolor=BASELINE_COLOR, hatch=BASELINE_HATCH, edgecolor="k", label="baseline")
-        ax.add_artist(ax.legend(handles=[marker], **{**_OUTSIDE, "loc": "lower left", "bbox_to_anchor": (1.01, 0.0)}))
-    ax.legend(**_OUTSIDE)
-    low = np.nanmin(np.r_[runs["tss"].to_numpy(float), runs["hss2"].to_numpy(float), 0.0])
-    ax.set_ylim(min(-0.1, low - 0.1), 1.05)
+        keys.append(Patch(facecolor=BASELINE_COLOR, hatch=BASELINE_HATCH, edgecolor="k", label="baseline"))
+    ax.legend(handles=keys, **_OUTSIDE)
+    scores = np.r_[runs["tss"].to_numpy(float), runs["hss2"].to_numpy(float), 0.0]
+    high = np.nanmax(scores)
+    ax.set_ylim(min(-0.1, np.nanmin(scores) - 0.1), max(1.05, high + (0.2 if rotation else 0.1)))
     ax.set_ylabel("test score")
     title = "Best run per architecture (by validation TSS)" if best_per_architecture else "Runs compared"
     ax.set_title(f"{title}: test TSS and HSS2")
@@ -401,13 +461,14 @@ def plot_run_comparison(table: pd.DataFrame, *, pcc: float | None = None, ax: Ax
     ax.set_xticks(x, labels, rotation=30, ha="right")
 
     if draw_accuracy:
-        _draw_bars(accuracy_ax, x, runs["accuracy"].to_numpy(float), 2 * width, "C4", is_baseline, "accuracy")
+        accuracy_key = _draw_bars(accuracy_ax, x, runs["accuracy"].to_numpy(float), 2 * width, "C4", is_baseline,
+                                  "accuracy", rotation)
         accuracy_ax.axhline(pcc, color="C3", linestyle="--", label=f"PCC = {100 * pcc:.2f} %")
         accuracy_ax.axhline(1.25 * pcc, color="C3", linestyle="-", label=f"1.25 × PCC = {125 * pcc:.2f} %")
-        accuracy_ax.set_ylim(0, max(1.0, 1.25 * pcc) + 0.05)
+        accuracy_ax.set_ylim(0, max(1.0, 1.25 * pcc) + (0.2 if rotation else 0.08))
         accuracy_ax.set_ylabel("test accuracy")
         accuracy_ax.set_title("Accuracy against the proportion chance criterion")
-        accuracy_ax.legend(**_OUTSIDE)
+        accuracy_ax.legend(handles=[*accuracy_ax.get_legend_handles_labels()[0], accuracy_key], **_OUTSIDE)
         accuracy_ax.set_xticks(x, labels, rotation=30, ha="right")
     return ax
 

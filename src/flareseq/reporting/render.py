@@ -14,11 +14,14 @@ import base64
 import html
 import math
 import os
+import re
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 MISSING = "–"
+CSS_PIXELS_PER_INCH = 96
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 
 
@@ -114,30 +117,76 @@ def render_markdown(title: str, meta: Mapping, sections, figures, out_dir: Path)
     return "\n".join(parts).rstrip() + "\n"
 
 
-_CSS = """
+PAGE_CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 75em; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 thead { background: #eef; }
 tr.baseline { background: #f0f0f0; font-style: italic; }
-tr.baseline td:first-child::after { content: " (baseline)"; color: #777; }
+td:first-child { white-space: nowrap; }
 tr.failed { color: #a00; }
+code { white-space: nowrap; font-size: 0.95em; }
 .warning { background: #fff4e0; border-left: 4px solid #e69500; padding: 0.4em 0.8em; }
 dl.meta { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
 dl.meta dt { font-weight: bold; } dl.meta dd { margin: 0; }
-figure { margin: 1em 0; } figure img { max-width: 100%; } figcaption { color: #555; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; height: auto; display: block; }
+figcaption { color: #555; max-width: 60em; }
 """
 
 
-def _html_figure(path: Path, caption: str) -> str:
+def png_display_width(data: bytes) -> int | None:
+    """The width in CSS pixels at which a PNG shows its physical size (96 px per inch, from
+    its pixel width and the resolution in its pHYs chunk), or None without that chunk.
+
+    matplotlib records the dpi a figure was saved at; shown at this width, a figure's text
+    of 8 points reads as 8 points, whatever dpi it was rendered at.
+    """
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    width = struct.unpack(">I", data[16:20])[0]
+    offset = 8
+    while offset + 8 <= len(data):  # chunks: length, type, data, CRC; pHYs comes before the image data
+        length, kind = struct.unpack(">I", data[offset:offset + 4])[0], data[offset + 4:offset + 8]
+        if kind == b"pHYs" and length >= 9:
+            per_metre, _, unit = struct.unpack(">IIB", data[offset + 8:offset + 17])
+            if unit == 1 and per_metre > 0:  # 1: pixels per metre
+                return round(width / (per_metre * 0.0254) * CSS_PIXELS_PER_INCH)
+            return None
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        offset += 12 + length
+    return None
+
+
+_OPTION = re.compile(r"(?<![\w-])(--[A-Za-z][\w.=\-]*)")
+
+
+def _options_as_code(text: str) -> str:
+    """Command-line options in a paragraph (``--set``, ``--cv``) as code that does not break
+    between its hyphens (a browser wraps "--set" as "-" and "-set")."""
+    return _OPTION.sub(r"<code>\1</code>", text)
+
+
+def anchor(heading: str) -> str:
+    """The id of a heading in the HTML page: lower case, words joined by hyphens
+    ("Runs" -> "runs", "Paired comparison with the best baseline" -> "paired-comparison-...")."""
+    return re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-") or "section"
+
+
+def _html_figure(path: Path, caption: str, anchor: str = "") -> str:
     cap = _text(caption)
     alt = html.escape(caption, quote=True)
     if not path.is_file():
         return f'<p class="warning">Figure not found: {_text(str(path))} ({cap})</p>'
     mime = _MIME.get(path.suffix.lower(), "application/octet-stream")
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<figure><img src="data:{mime};base64,{data}" alt="{alt}"><figcaption>{cap}</figcaption></figure>'
+    raw = path.read_bytes()
+    data = base64.b64encode(raw).decode("ascii")
+    width = png_display_width(raw) if mime == "image/png" else None
+    size = f' width="{width}"' if width else ""
+    ident = f' id="{html.escape(anchor, quote=True)}"' if anchor else ""
+    return (f'<figure{ident}><img src="data:{mime};base64,{data}"{size} alt="{alt}"><figcaption>{cap}</figcaption>'
+            f'</figure>')
 
 
 def render_html(title: str, meta: Mapping, sections, figures) -> str:
@@ -146,15 +195,15 @@ def render_html(title: str, meta: Mapping, sections, figures) -> str:
         body.append('<dl class="meta">' + "".join(
             f"<dt>{_text(str(k))}</dt><dd>{_text(fmt(v))}</dd>" for k, v in meta.items()) + "</dl>")
     for heading, blocks in sections:
-        body.append(f"<h2>{_text(heading)}</h2>")
+        body.append(f'<h2 id="{anchor(heading)}">{_text(heading)}</h2>')
         for block in blocks:
             if isinstance(block, Table):
                 body.append(_html_table(block))
             else:
                 css = ' class="warning"' if block.warning else ""
-                body.append(f"<p{css}>{_text(block.text)}</p>")
+                body.append(f"<p{css}>{_options_as_code(_text(block.text))}</p>")
     if figures:
-        body.append("<h2>Figures</h2>")
-        body += [_html_figure(path, caption) for path, caption in figures]
+        body.append('<h2 id="figures">Figures</h2>')
+        body += [_html_figure(path, caption, f"figure-{anchor(path.stem)}") for path, caption in figures]
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{_text(title)}</title>\n'
-            f"<style>{_CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+            f"<style>{PAGE_CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")

@@ -6,11 +6,17 @@ inline: it is one file that can be mailed or archived and opens offline, with no
 any server. The Markdown links its figures relatively, for reading in a repository.
 
 The "best" run is always chosen by *validation* TSS and then shown with its test scores:
-choosing on the test scores would report the luckiest run, not the best one.
+choosing on the test scores would report the luckiest run, not the best one. For the same
+reason every table lists the runs ranked by validation TSS.
+
+Besides the two pages, :func:`build_report` writes ``headline.json``: the best model against
+the best baseline (both chosen on validation) with the paired verdict, which
+:mod:`flareseq.reporting.index` gathers into an index page of several experiments.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -29,7 +35,7 @@ from flareseq.reporting.render import md_table as _md_table
 from flareseq.reporting.render import render_html as _render_html
 from flareseq.reporting.render import render_markdown as _render_markdown
 
-__all__ = ["ReportPaths", "build_report", "runs_table_markdown", "STUDY_REPORTED"]
+__all__ = ["ReportPaths", "build_report", "headline", "runs_table_markdown", "STUDY_REPORTED"]
 
 METRICS = ("tss", "hss2", "precision", "recall", "f1", "accuracy", "roc_auc", "pr_auc", "brier", "bss")
 NUMERIC = (*(f"{s}_{m}" for s in ("val", "test") for m in METRICS), "threshold", "n_train", "n_val", "n_test",
@@ -45,6 +51,10 @@ STUDY_REPORTED = {"accuracy": (0.75, 0.89), "recall": (0.55, 0.96), "tss": (0.59
                   "pcc_125": 0.9225}
 CALIBRATION_WARNING = "probabilities from class-weighted training are inflated; not forecasts"
 INFLATED_MARK = "†"  # beside the Brier score and BSS of runs whose probabilities are inflated
+NBSP = "\u00a0"  # joins a number and its mark, so the mark never wraps onto a line of its own
+PARAM_PREFIX = "params."  # columns "params.<section.key>": a run's setting, shown when it varies
+HEADLINE_FILE = "headline.json"
+_ZIPPED_NAME = re.compile(r"-c(\d+)$")  # run names of a grid's zipped configurations: lstm-c1, lstm-c2, ...
 # Scores with bootstrap intervals, and those of the rotation table: header -> metric.
 CI_METRICS = {"TSS": "tss", "HSS2": "hss2", "precision": "precision", "recall": "recall", "F1": "f1",
               "accuracy": "accuracy", "ROC-AUC": "roc_auc", "PR-AUC": "pr_auc", "Brier": "brier", "BSS": "bss"}
@@ -98,7 +108,36 @@ def _normalise(runs) -> pd.DataFrame:
     df["pcc_125"] = df["pcc_125"].fillna(1.25 * df["pcc"])
     for column in ("calibrated", "split_leaky", "class_weighted"):
         df[column] = [_truthy(v) for v in df[column]] if column in df else None
+    for column in df.columns:
+        if str(column).startswith(PARAM_PREFIX):
+            df[column] = df[column].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
+                                        else str(v))
     return df
+
+
+def _ranked(df: pd.DataFrame) -> pd.DataFrame:
+    """Finished runs by validation TSS, best first (no score last), then the unfinished ones:
+    the order every table lists runs in."""
+    key = df["val_tss"].where(df["status"] == "FINISHED").fillna(-math.inf)
+    unfinished = (df["status"] != "FINISHED").astype(int)
+    order = pd.DataFrame({"unfinished": unfinished, "key": -key}).sort_values(["unfinished", "key"], kind="stable")
+    return df.loc[order.index].reset_index(drop=True)
+
+
+def grid_axes(df: pd.DataFrame) -> list[str]:
+    """The ``params.*`` columns whose values differ between the model runs: what the grid
+    varied (the architecture has its own column)."""
+    models = df[df["kind"] == "model"]
+    return [c for c in df.columns if str(c).startswith(PARAM_PREFIX) and c != f"{PARAM_PREFIX}model.name"
+            and models[c].nunique() > 1]
+
+
+def _axis_headers(axes: list[str]) -> dict[str, str]:
+    """Column -> header: the key's last part (``epochs``), or the whole key where two axes
+    would share a last part."""
+    keys = {c: c[len(PARAM_PREFIX):] for c in axes}
+    last = [k.rsplit(".", 1)[-1] for k in keys.values()]
+    return {c: (k.rsplit(".", 1)[-1] if last.count(k.rsplit(".", 1)[-1]) == 1 else k) for c, k in keys.items()}
 
 
 def _percent(value) -> str:
@@ -125,11 +164,21 @@ def _best_by_validation(df: pd.DataFrame) -> pd.Series | None:
 
 # --------------------------------------------------------------------------- sections
 
+def threshold_value(value: float) -> str:
+    """A probability threshold with the digits that matter: 0.42, or 0.0031 rather than a
+    misleading 0.00 for the tiny thresholds of sharply peaked forecasts."""
+    if value is None or math.isnan(value):
+        return MISSING
+    if value == 0 or abs(value) >= 0.1:
+        return f"{value:.2f}"
+    return f"{value:.2g}"
+
+
 def _threshold_text(row: pd.Series) -> str:
     if math.isnan(row["threshold"]):
         return MISSING
     metric = str(row["threshold_metric"] or "").strip()
-    return f"{row['threshold']:.2f} ({f'val {metric.upper()}' if metric else 'fixed'})"
+    return f"{threshold_value(row['threshold'])}{NBSP}({f'val{NBSP}{metric.upper()}' if metric else 'fixed'})"
 
 
 def _inflated(df: pd.DataFrame) -> pd.Series:
@@ -144,32 +193,75 @@ def _kind_class(row) -> str:
     return "baseline" if row["kind"] == "baseline" else ""
 
 
+def _names_say_architecture(df: pd.DataFrame) -> bool:
+    """True when every run's name contains its architecture (lstm-c1, baseline-climatology):
+    an architecture column would repeat the names."""
+    return all(str(a) in str(n) for n, a in zip(df["name"], df["architecture"]) if str(a))
+
+
 def _main_table(df: pd.DataFrame) -> _Table:
-    table = _Table(["run", "architecture", "kind", "threshold", *MAIN_COLUMNS])
+    axes = grid_axes(df)
+    headers = _axis_headers(axes)
+    architecture = not _names_say_architecture(df)
+    table = _Table(["run", *(["architecture"] if architecture else []), *headers.values(), "threshold", "val TSS",
+                    *(h for h in MAIN_COLUMNS if h != "val TSS")])
     inflated = _inflated(df)
     for index, row in df.iterrows():
         failed = row["status"] != "FINISHED"
         name = f"{row['name']} ({row['status']})" if failed else str(row["name"])
-        cells = [name, str(row["architecture"]) or MISSING, row["kind"], _threshold_text(row)]
-        for column in MAIN_COLUMNS.values():
+        if row["kind"] == "baseline" and "baseline" not in name:
+            name += " (baseline)"
+        cells = [name, *([str(row["architecture"]) or MISSING] if architecture else []),
+                 *(row[c] or MISSING for c in axes), _threshold_text(row), _fmt(row["val_tss"])]
+        for header, column in MAIN_COLUMNS.items():
+            if header == "val TSS":
+                continue
             text = _fmt(row[column])
             if inflated[index] and column in ("test_brier", "test_bss") and text != MISSING:
-                text += f" {INFLATED_MARK}"
+                text += f"{NBSP}{INFLATED_MARK}"
             cells.append(text)
         table.add(cells, "failed" if failed else _kind_class(row))
     return table
 
 
-def _runs_note(df: pd.DataFrame) -> _Paragraph:
-    text = ("Test scores at each run's threshold; baseline rows are marked; val TSS is the validation score runs "
-            "are ranked by.")
+def _runs_note(df: pd.DataFrame) -> list[_Paragraph]:
+    text = ("Runs ranked by validation TSS (the score runs are chosen by), best first; the other scores are test "
+            "scores at each run's threshold. Baseline rows are shaded.")
+    if _names_say_architecture(df) and df["architecture"].astype(str).str.len().gt(0).any():
+        text += " Each run's name includes its architecture."
+    axes = grid_axes(df)
+    if axes:
+        text += (f" {', '.join(_axis_headers(axes).values())}: the settings that differ between the model runs; "
+                 "'–' where the grid's setting does not apply (baselines are not trained with the grid's epochs "
+                 "or class weights).")
     if df["n_folds"].notna().any():
         text += (" Rotated runs (see Rotation) show the mean over their test folds, each fold with its own "
                  "validation-chosen threshold.")
     if _inflated(df).any():
         text += (f" {INFLATED_MARK}: Brier score and BSS of probabilities that class-weighted training inflated and "
                  "no calibration repaired; they judge inflated numbers, not forecasts.")
-    return _Paragraph(text)
+    blocks = [_Paragraph(text)]
+    zipped = _zipped_configurations(df, axes)
+    if zipped:
+        blocks.append(_Paragraph(zipped))
+    return blocks
+
+
+def _zipped_configurations(df: pd.DataFrame, axes: list[str]) -> str:
+    """What -c1, -c2, ... in the run names stand for: the k-th zipped configuration of the
+    grid, described by the settings that are the same in every run of that k."""
+    models = df[df["kind"] == "model"]
+    number = models["name"].astype(str).str.extract(_ZIPPED_NAME, expand=False)
+    if models.empty or number.isna().any() or number.nunique() < 2:
+        return ""
+    headers = _axis_headers(axes)
+    parts = []
+    for k in sorted(number.unique(), key=int):
+        group = models[number == k]
+        shared = [f"{headers[c]} {group[c].iloc[0]}" for c in axes if group[c].nunique() == 1]
+        parts.append(f"c{k} = {', '.join(shared) or 'the same settings'}")
+    return ("Run names ending in -c1, -c2, ... are the grid's zipped configurations: cK is zipped configuration K "
+            f"([grid.zip]: run K takes the K-th value of every zipped setting). {'; '.join(parts)}.")
 
 
 def _interval(row, estimate: str, low: str, high: str) -> str:
@@ -229,9 +321,13 @@ def _intervals(df: pd.DataFrame) -> list:
         "threshold). Two runs whose intervals overlap may still differ: see the paired comparison.")]
 
 
-def _paired(comparisons: pd.DataFrame | None) -> list:
+def _paired(comparisons: pd.DataFrame | None, order: list[str] | None = None) -> list:
     if comparisons is None or comparisons.empty:
         return []
+    if order:  # the runs' order (by validation TSS); names the report does not list go last
+        rank = {name: i for i, name in enumerate(order)}
+        comparisons = comparisons.iloc[sorted(range(len(comparisons)),
+                                              key=lambda i: rank.get(comparisons["name"].iloc[i], len(rank)))]
     metrics = [m for m in PAIRED_HEADERS if f"{m}_difference" in comparisons.columns]
     header = ["model", "baseline"]
     for m in metrics:
@@ -264,17 +360,29 @@ def _thresholds(df: pd.DataFrame) -> list:
     finished = _finished(df)
     if "ref_test_optimal_tss" not in finished or finished["ref_test_optimal_tss"].isna().all():
         return []
-    table = _Table(["run", "kind", "threshold", "val TSS", "test TSS (the score)",
+    table = _Table(["run", "threshold", "val TSS", "test TSS (the score)",
                     "test-optimal TSS (reference, not a score)", "test-optimal threshold (reference)"])
+    n_degenerate = 0
     for _, row in finished.iterrows():
-        table.add([str(row["name"]), row["kind"], _threshold_text(row), _fmt(row["val_tss"]),
-                   _fmt(row["test_tss"]), _fmt(row.get("ref_test_optimal_tss", float("nan"))),
-                   _fmt(row.get("ref_test_optimal_threshold", float("nan")), 2)], _kind_class(row))
-    return [table, _Paragraph(
-        "The score is the test TSS at the threshold chosen on validation. The test-optimal TSS is what a threshold "
-        "chosen on the test data itself would reach: an upper reference that shows how much the validation choice "
-        "gives up, never a score (choosing on test data is fitting to it). Rotated runs: means over folds. The "
-        "TSS-versus-threshold figure below draws both curves.")]
+        optimal_tss = row.get("ref_test_optimal_tss", float("nan"))
+        optimal = row.get("ref_test_optimal_threshold", float("nan"))
+        if not math.isnan(optimal_tss) and optimal_tss <= 0:
+            # No threshold separates the classes at all (climatology's one value): no threshold is optimal.
+            optimal_text, n_degenerate = f"{MISSING} (none helps)", n_degenerate + 1
+        else:
+            optimal_text = threshold_value(optimal)
+        table.add([str(row["name"]), _threshold_text(row), _fmt(row["val_tss"]), _fmt(row["test_tss"]),
+                   _fmt(optimal_tss), optimal_text], _kind_class(row))
+    text = ("The score is the test TSS at the threshold chosen on validation. The test-optimal TSS is what a threshold "
+            "chosen on the test data itself would reach: an upper reference that shows how much the validation choice "
+            "gives up, never a score (choosing on test data is fitting to it). Thresholds below 0.1 are shown to two "
+            "significant digits: models with sharply peaked probabilities (gradient boosting) put their best "
+            "threshold at a few thousandths, which two decimals would round to a meaningless 0.00.")
+    if n_degenerate:
+        text += (" 'none helps': no threshold gives a positive test TSS (a forecast of one value, as climatology's, "
+                 "cannot separate the classes), so no threshold is test-optimal.")
+    text += " Rotated runs: means over folds. The TSS-versus-threshold figure below draws both curves."
+    return [table, _Paragraph(text)]
 
 
 def _calibration(df: pd.DataFrame) -> list:
@@ -300,21 +408,74 @@ def _calibration(df: pd.DataFrame) -> list:
     return blocks
 
 
-def _paired_verdict(comparisons: pd.DataFrame | None, name: str) -> str:
-    """One sentence on the paired TSS comparison of run ``name`` with the best baseline."""
+def _paired_tss(comparisons: pd.DataFrame | None, name: str) -> dict | None:
+    """The paired TSS comparison of run ``name`` with the best baseline, or None."""
     if comparisons is None or comparisons.empty or "tss_low" not in comparisons:
-        return ""
+        return None
     found = comparisons[comparisons["name"] == name]
     if found.empty or (isinstance(found.iloc[0].get("error"), str) and found.iloc[0]["error"]):
-        return ""
+        return None
     row = found.iloc[0]
     if math.isnan(row["tss_low"]):
-        return ""
-    tells = ("the difference is distinguishable from 0" if row["tss_low"] > 0 or row["tss_high"] < 0
-             else "the test set cannot tell them apart")
-    return (f" Paired bootstrap on the same test samples: ΔTSS {row['tss_difference']:+.3f} "
-            f"[{row['tss_low']:+.3f}, {row['tss_high']:+.3f}], P(model better) {row['tss_p_first_better']:.2f}; "
-            f"{tells}.")
+        return None
+    verdict = "better" if row["tss_low"] > 0 else "worse" if row["tss_high"] < 0 else "indistinguishable"
+    return {"difference": float(row["tss_difference"]), "low": float(row["tss_low"]), "high": float(row["tss_high"]),
+            "p_model_better": float(row["tss_p_first_better"]), "level": float(row.get("level", 0.95)),
+            "verdict": verdict}
+
+
+def _headline(df: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> dict:
+    def number(value) -> float | None:
+        return None if value is None or math.isnan(value) else float(value)
+
+    best = _best_by_validation(df[df["kind"] == "model"])
+    baseline = _best_by_validation(df[df["kind"] == "baseline"])
+    out: dict = {
+        "n_runs": len(df), "n_models": int((df["kind"] != "baseline").sum()),
+        "n_baselines": int((df["kind"] == "baseline").sum()), "n_unfinished": int((df["status"] != "FINISHED").sum()),
+        "best_model": None if best is None else {
+            "name": str(best["name"]), "architecture": str(best["architecture"]), "val_tss": number(best["val_tss"]),
+            "test_tss": number(best["test_tss"]), "test_hss2": number(best["test_hss2"])},
+        "best_baseline": None if baseline is None else {
+            "name": str(baseline["name"]), "val_tss": number(baseline["val_tss"]),
+            "test_tss": number(baseline["test_tss"])},
+        "test_tss_difference": None, "paired": None,
+    }
+    if best is None:
+        out["text"] = "No finished model run has a validation TSS; there is no best model."
+        return out
+    text = (f"Best model by validation TSS: {best['name']} (validation {_fmt(best['val_tss'])}), "
+            f"test TSS {_fmt(best['test_tss'])}")
+    if baseline is None:
+        out["text"] = text + "; no baseline to compare with."
+        return out
+    text += (f"; best baseline: {baseline['name']} (validation {_fmt(baseline['val_tss'])}), "
+             f"test TSS {_fmt(baseline['test_tss'])}.")
+    if not math.isnan(best["test_tss"]) and not math.isnan(baseline["test_tss"]):
+        out["test_tss_difference"] = float(best["test_tss"] - baseline["test_tss"])
+    paired = _paired_tss(comparisons, str(best["name"]))
+    out["paired"] = paired
+    if paired is not None:
+        said = {"better": "the model is better", "worse": "the baseline is better",
+                "indistinguishable": "the test set cannot tell them apart"}[paired["verdict"]]
+        text += (f" Paired bootstrap on the same test samples: ΔTSS {paired['difference']:+.3f} "
+                 f"[{paired['low']:+.3f}, {paired['high']:+.3f}], P(model better) {paired['p_model_better']:.2f}: "
+                 f"{said}.")
+    elif out["test_tss_difference"] is not None:
+        text += f" ΔTSS {out['test_tss_difference']:+.3f} (not compared paired: no common logged test forecasts)."
+    out["text"] = text
+    return out
+
+
+def headline(runs, comparisons: pd.DataFrame | None = None) -> dict:
+    """The experiment in one result: the best model against the best baseline.
+
+    Both are chosen by validation TSS; their test TSS, the difference and, when
+    ``comparisons`` (see :func:`build_report`) has the model, the paired bootstrap of the
+    difference with its verdict ("better", "worse" or "indistinguishable"). ``text`` says it
+    in one paragraph. Numbers that are missing are None, so the dict is valid JSON.
+    """
+    return _headline(_normalise(runs), comparisons)
 
 
 def _summary(df: pd.DataFrame, n_warnings: int, comparisons: pd.DataFrame | None = None) -> list[_Paragraph]:
@@ -322,22 +483,8 @@ def _summary(df: pd.DataFrame, n_warnings: int, comparisons: pd.DataFrame | None
     n_baselines = int((df["kind"] == "baseline").sum())
     lines = [_Paragraph(f"{len(df)} runs: {len(df) - n_baselines} models, {n_baselines} baselines, "
                         f"{n_failed} not finished.")]
-    best = _best_by_validation(df[df["kind"] == "model"])
-    baseline = _best_by_validation(df[df["kind"] == "baseline"])
-    if best is None:
-        lines.append(_Paragraph("No finished model run has a validation TSS; there is no best model.", warning=True))
-    else:
-        lines.append(_Paragraph(
-            f"Best model by validation TSS: {best['name']} ({best['architecture'] or MISSING}), validation TSS "
-            f"{_fmt(best['val_tss'])}, test TSS {_fmt(best['test_tss'])}, test HSS2 {_fmt(best['test_hss2'])}."))
-    if baseline is not None:
-        text = (f"Best baseline by validation TSS: {baseline['name']}, validation TSS {_fmt(baseline['val_tss'])}, "
-                f"test TSS {_fmt(baseline['test_tss'])}.")
-        if best is not None and not math.isnan(best["test_tss"]) and not math.isnan(baseline["test_tss"]):
-            beats = "beats" if best["test_tss"] > baseline["test_tss"] else "does not beat"
-            text += f" The best model {beats} it on test TSS ({best['test_tss'] - baseline['test_tss']:+.3f})."
-            text += _paired_verdict(comparisons, best["name"])
-        lines.append(_Paragraph(text))
+    top = _headline(df, comparisons)
+    lines.append(_Paragraph(top["text"], warning=top["best_model"] is None))
     if n_warnings:
         lines.append(_Paragraph(f"{n_warnings} warning(s) below, under Notes, change how these numbers read.",
                                 warning=True))
@@ -352,12 +499,14 @@ def _sample_sizes(df: pd.DataFrame) -> list[_Paragraph]:
 
 
 def _best_per_architecture(df: pd.DataFrame) -> _Table:
-    table = _Table(["architecture", "run", "kind", "config", "val TSS", "test TSS", "test HSS2", "test recall",
+    axes = grid_axes(df)
+    headers = _axis_headers(axes)
+    table = _Table(["architecture", "run", *headers.values(), "val TSS", "test TSS", "test HSS2", "test recall",
                     "test accuracy"])
     candidates = _finished(df).dropna(subset=["val_tss"])
     for architecture, group in candidates.groupby("architecture", sort=False):
         row = group.loc[group["val_tss"].idxmax()]
-        table.add([str(architecture) or MISSING, str(row["name"]), row["kind"], str(row["config"]) or MISSING,
+        table.add([str(architecture) or MISSING, str(row["name"]), *(row[c] or MISSING for c in axes),
                    *(_fmt(row[c]) for c in ("val_tss", "test_tss", "test_hss2", "test_recall",
                                             "test_accuracy"))], _kind_class(row))
     return table
@@ -430,14 +579,15 @@ def _failed_table(df: pd.DataFrame) -> _Table | None:
 
 
 def _document(df: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> list[tuple[str, list]]:
+    df = _ranked(df)
     notes = _notes(df)
     failed = _failed_table(df)
     optional = [("Rotation (K-fold)", _rotation(df)), ("Confidence intervals", _intervals(df)),
-                ("Paired comparison with the best baseline", _paired(comparisons)),
+                ("Paired comparison with the best baseline", _paired(comparisons, df["name"].tolist())),
                 ("Threshold choice", _thresholds(df)), ("Calibration", _calibration(df))]
     return [
         ("Summary", _summary(df, sum(n.warning for n in notes), comparisons)),
-        ("Runs", [_main_table(df), *_sample_sizes(df), _runs_note(df)]),
+        ("Runs", [_main_table(df), *_sample_sizes(df), *_runs_note(df)]),
         *([("Failed runs", [failed])] if failed else []),
         *[(heading, blocks) for heading, blocks in optional if blocks],
         ("Best run per architecture (by validation TSS)", [_best_per_architecture(df)]),
@@ -456,7 +606,7 @@ def runs_table_markdown(runs) -> str:
     runs : DataFrame (or anything ``pandas.DataFrame`` accepts) with one row per run; see
         :func:`build_report` for the columns. Missing columns and NaN show as "–".
     """
-    return _md_table(_main_table(_normalise(runs)))
+    return _md_table(_main_table(_ranked(_normalise(runs))))
 
 
 def build_report(runs, *, figures: Iterable[tuple[str | PathLike[str], str]] | Mapping = (),
@@ -503,4 +653,6 @@ def build_report(runs, *, figures: Iterable[tuple[str | PathLike[str], str]] | M
     paths = ReportPaths(out_dir / "report.md", out_dir / "report.html")
     paths.markdown.write_text(_render_markdown(title, meta, sections, figure_list, out_dir), encoding="utf-8")
     paths.html.write_text(_render_html(title, meta, sections, figure_list), encoding="utf-8")
+    summary = {"title": title, **{str(k): _fmt(v) for k, v in meta.items()}, **_headline(df, comparisons)}
+    (out_dir / HEADLINE_FILE).write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     return paths
