@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from flareseq.errors import FlareseqError
 
 # Modules that contribute subcommands, in the order `flareseq --help` lists them.
-COMMAND_MODULES = ("data", "models", "runs", "download")
+COMMAND_MODULES = ("data", "models", "runs", "download", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
