@@ -32,7 +32,12 @@ from flareseq.data.dataset import FlareDataset
 from flareseq.errors import FlareseqError
 from flareseq.forecasting.guard import LOOPBACK_HOSTS, Guard, ServiceLimits
 from flareseq.forecasting.page import register_page
-from flareseq.forecasting.payloads import RequestError, dataset_from_arrays, dataset_from_files, dataset_from_kaggle_lines
+from flareseq.forecasting.payloads import (
+    RequestError,
+    dataset_from_arrays,
+    dataset_from_files,
+    dataset_from_kaggle_lines,
+)
 from flareseq.forecasting.schemas import (
     ErrorResponse,
     ForecastResponse,
