@@ -144,13 +144,15 @@ def forecast_body(model: ServedModel, identity: dict, dataset: FlareDataset, *, 
     meta = dataset.meta
     regions = meta["region"].astype(object).where(meta["region"].notna(), None).tolist()
     starts, ends = _iso_times(meta["start"]), _iso_times(meta["end"])
-    values = dataset.select_features(list(model.feature_names)).X if series else None
+    values = None
+    if series:  # (n, F, T), contiguous: each series one run of memory
+        values = np.ascontiguousarray(dataset.select_features(list(model.feature_names)).X.transpose(0, 2, 1))
     forecasts = []
     for i in range(dataset.n_samples):
         item = {"id": str(dataset.ids[i]), "probability": float(probability[i]), "label": int(label[i]),
                 "region": None if regions[i] is None else str(regions[i]), "start": starts[i], "end": ends[i]}
         if values is not None:
-            item["series"] = {name: values[i, :, j] for j, name in enumerate(model.feature_names)}
+            item["series"] = {name: values[i, j] for j, name in enumerate(model.feature_names)}
         forecasts.append(item)
     return orjson.dumps({"model": identity, "threshold": model.threshold, "n_samples": dataset.n_samples,
                          "n_flare": int(np.sum(label)), "forecasts": forecasts}, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -192,6 +194,8 @@ def _register_errors(app: FastAPI) -> None:
         first = exc.errors()[0]
         path = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "header")]
         field = (path[0] + "".join(f"[{p}]" for p in path[1:])) if path else None
+        if first.get("type") == "missing":
+            return error(422, f"missing field {field!r}, which is required.", field)
         found = repr(first.get("input"))
         found = "" if "input" not in first else f"; found {found[:60]}{'...' if len(found) > 60 else ''}"
         return error(422, f"field {field!r}: {first.get('msg', 'invalid')}{found}.", field)
