@@ -28,6 +28,10 @@ from flareseq.data.swansf import _to_dataset, parse_sample
 from flareseq.errors import DataFormatError, FlareseqError
 
 ARRAY_FIELDS = ("feature_names", "X", "ids")
+# The largest |value| taken: orders of magnitude beyond any SHARP keyword (TOTPOT and TOTFZ
+# reach ~1e25), and small enough that scaling and the model's float32 arithmetic stay finite.
+VALUE_LIMIT = 1e30
+_LIMIT_TEXT = f"a number with |x| <= {VALUE_LIMIT:g} (SHARP keywords stay far below)"
 MAX_ID_LENGTH = 200
 MAX_NAME_LENGTH = 255
 _NUMBER_TYPES = frozenset([int, float, type(None)])  # bool is not int here: type(True) is bool
@@ -121,16 +125,28 @@ def _values(X: object, *, n_timesteps: int, n_features: int, max_samples: int) -
         values = np.array(X, dtype=np.float64)  # null -> NaN
     except OverflowError:  # an integer beyond float64: find it to name it
         i, t, j = next((i, t, j) for i, s in enumerate(X) for t, r in enumerate(s) for j, v in enumerate(r)
-                       if isinstance(v, int) and abs(v) > 1e308)
-        raise RequestError("expected a finite number within the float32 range (|x| < 3.4e38), found an integer "
-                           "too large.", field=f"X[{i}][{t}][{j}]") from None
-    with np.errstate(over="ignore"):
-        values32 = values.astype(np.float32)
-    if np.isinf(values32).any():
-        i, t, j = np.argwhere(np.isinf(values32))[0]
-        raise RequestError(f"expected a finite number within the float32 range (|x| < 3.4e38), found "
-                           f"{float(values[i, t, j])!r}.", field=f"X[{i}][{t}][{j}]")
-    return values32
+                       if isinstance(v, int) and abs(v) > VALUE_LIMIT)
+        raise RequestError(f"expected {_LIMIT_TEXT}, found an integer of {len(str(abs(X[i][t][j])))} digits.",
+                           field=f"X[{i}][{t}][{j}]") from None
+    with np.errstate(invalid="ignore"):
+        too_large = np.abs(values) > VALUE_LIMIT
+    if too_large.any():
+        i, t, j = np.argwhere(too_large)[0]
+        raise RequestError(f"expected {_LIMIT_TEXT}, found {float(values[i, t, j])!r}.", field=f"X[{i}][{t}][{j}]")
+    return values.astype(np.float32)
+
+
+def check_magnitudes(dataset: FlareDataset, features: Sequence[str], *, field: str) -> FlareDataset:
+    """``dataset`` if every value of the model's ``features`` is within :data:`VALUE_LIMIT`."""
+    present = [f for f in features if f in dataset.feature_names]
+    X = dataset.select_features(present).X if present else dataset.X[:, :, :0]
+    with np.errstate(invalid="ignore"):
+        too_large = np.abs(X) > VALUE_LIMIT
+    if too_large.any():
+        i, t, j = np.argwhere(too_large)[0]
+        raise RequestError(f"sample {str(dataset.ids[i])[:80]!r}, feature {present[j]!r}, time step {t}: expected "
+                           f"{_LIMIT_TEXT}, found {float(X[i, t, j]):.4g}.", field=field)
+    return dataset
 
 
 def _ids(ids: object, n: int) -> np.ndarray:
@@ -148,8 +164,8 @@ def _ids(ids: object, n: int) -> np.ndarray:
 
 
 # -- uploaded formats -------------------------------------------------------------------------
-def dataset_from_kaggle_lines(data: bytes, *, source: str, field: str, n_timesteps: int,
-                              max_samples: int) -> FlareDataset:
+def dataset_from_kaggle_lines(data: bytes, *, source: str, field: str, model_features: Sequence[str],
+                              n_timesteps: int, max_samples: int) -> FlareDataset:
     """The samples of Kaggle BigData Cup JSON lines (one sample per line)."""
     n_lines = sum(1 for line in data.split(b"\n") if line.strip())
     if n_lines == 0:
@@ -161,10 +177,11 @@ def dataset_from_kaggle_lines(data: bytes, *, source: str, field: str, n_timeste
     chunk = parse_kaggle_chunk(data, path=source, on_error="raise", n_timesteps=n_timesteps)
     if chunk.error is not None:
         raise RequestError(_without_hint(chunk.error), field=field)
-    return chunk.to_dataset(source)
+    return check_magnitudes(chunk.to_dataset(source), model_features, field=field)
 
 
-def dataset_from_swansf_file(data: bytes, *, file_name: str, field: str, n_timesteps: int) -> FlareDataset:
+def dataset_from_swansf_file(data: bytes, *, file_name: str, field: str, model_features: Sequence[str],
+                             n_timesteps: int) -> FlareDataset:
     """The sample of one SWAN-SF file (its name carries the region and window)."""
     try:
         text = data.decode("utf-8")
@@ -175,10 +192,11 @@ def dataset_from_swansf_file(data: bytes, *, file_name: str, field: str, n_times
         sample = parse_sample(text, path=file_name, name=file_name, n_timesteps=n_timesteps)
     except DataFormatError as exc:
         raise RequestError(_without_hint(exc), field=field) from None
-    return _to_dataset([sample], "upload", n_timesteps)
+    return check_magnitudes(_to_dataset([sample], "upload", n_timesteps), model_features, field=field)
 
 
-def dataset_from_files(files: Sequence[tuple[str, bytes]], *, n_timesteps: int, max_samples: int) -> FlareDataset:
+def dataset_from_files(files: Sequence[tuple[str, bytes]], *, model_features: Sequence[str], n_timesteps: int,
+                       max_samples: int) -> FlareDataset:
     """The samples of uploaded files: SWAN-SF ``.csv`` files (one sample each) and Kaggle
     JSON-lines files (``.json``, ``.jsonl``, ``.ndjson``), in the order given."""
     if not files:
@@ -190,10 +208,11 @@ def dataset_from_files(files: Sequence[tuple[str, bytes]], *, n_timesteps: int, 
         name = upload_name(raw_name, field=field)
         suffix = PurePosixPath(name).suffix.lower()
         if suffix == ".csv":
-            part = dataset_from_swansf_file(data, file_name=name, field=field, n_timesteps=n_timesteps)
+            part = dataset_from_swansf_file(data, file_name=name, field=field, model_features=model_features,
+                                            n_timesteps=n_timesteps)
         elif suffix in KAGGLE_SUFFIXES:
-            part = dataset_from_kaggle_lines(data, source=name, field=field, n_timesteps=n_timesteps,
-                                             max_samples=max_samples - n_samples)
+            part = dataset_from_kaggle_lines(data, source=name, field=field, model_features=model_features,
+                                             n_timesteps=n_timesteps, max_samples=max_samples - n_samples)
         else:
             raise RequestError(f"{name}: expected a SWAN-SF sample (.csv) or Kaggle BigData Cup JSON lines "
                                f"({', '.join(KAGGLE_SUFFIXES)}), found a {suffix or 'name without suffix'}.",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flareseq.forecasting.payloads import VALUE_LIMIT
+
 
 class ErrorResponse(BaseModel):
     """Every 4xx answer: what was wrong, and where in the request."""
@@ -76,14 +78,24 @@ class ArraysRequest(BaseModel):
                                                                "every feature of the model (others are ignored).")
     X: list[list[list[float | None]]] = Field(
         min_length=1, description="Samples, shape (n_samples, n_timesteps, len(feature_names)); null for missing.")
-    ids: list[str] | None = Field(None, description="One id per sample (default: positions).")
+    ids: list[str] | None = Field(None, description="One id per sample, as many as samples in X (default: "
+                                                    "their positions).")
 
 
-def arrays_schema(n_timesteps: int, max_samples: int) -> dict:
-    """ArraysRequest's JSON schema with the served model's sequence length and batch limit."""
+def arrays_schema(feature_names: list[str], n_timesteps: int, max_samples: int) -> dict:
+    """ArraysRequest's JSON schema for the served model: its features (in any order), its
+    sequence length, the batch limit. The service also takes extra features (ignored); the
+    schema states the plain case, so that every request valid by it is accepted."""
     schema = ArraysRequest.model_json_schema()
+    names = schema["properties"]["feature_names"]
+    names["items"] = {"type": "string", "enum": list(feature_names)}
+    names["minItems"] = names["maxItems"] = len(feature_names)
+    names["uniqueItems"] = True
     x = schema["properties"]["X"]
     x["maxItems"] = max_samples
     x["items"]["minItems"] = x["items"]["maxItems"] = n_timesteps
-    x["items"]["items"]["minItems"] = 1
+    x["items"]["items"]["minItems"] = x["items"]["items"]["maxItems"] = len(feature_names)
+    x["items"]["items"]["items"]["anyOf"][0].update(minimum=-VALUE_LIMIT, maximum=VALUE_LIMIT)
+    ids = schema["properties"]["ids"]["anyOf"][0]
+    ids["items"]["maxLength"] = 200
     return schema

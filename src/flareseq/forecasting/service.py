@@ -17,6 +17,7 @@ Parsing and forecasting run in worker threads, so the event loop keeps answering
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import numpy as np
 import orjson
@@ -89,8 +90,8 @@ def create_app(model: ServedModel, *, limits: ServiceLimits = ServiceLimits(), t
         return {"models": [identity]}
 
     @app.post("/forecast", response_model=ForecastResponse, responses=_ERRORS, openapi_extra={"requestBody": {
-        "required": True, "content": {"application/json": {"schema": arrays_schema(model.n_timesteps,
-                                                                                    limits.max_samples)}}}})
+        "required": True, "content": {"application/json": {"schema": arrays_schema(
+            list(model.feature_names), model.n_timesteps, limits.max_samples)}}}})
     async def forecast_arrays(request: Request, series: bool = False):
         """Forecast samples given as arrays with their feature names."""
         _require_media_type(request, ("application/json",))
@@ -106,17 +107,19 @@ def create_app(model: ServedModel, *, limits: ServiceLimits = ServiceLimits(), t
         _require_media_type(request, KAGGLE_MEDIA_TYPES)
         body = await request.body()
         dataset = await run_in_threadpool(dataset_from_kaggle_lines, body, source="request body", field="body",
-                                          n_timesteps=model.n_timesteps, max_samples=limits.max_samples)
+                                          model_features=model.feature_names, n_timesteps=model.n_timesteps,
+                                          max_samples=limits.max_samples)
         return await _answer(model, identity, dataset, series)
 
     @app.post("/forecast/files", response_model=ForecastResponse, responses=_ERRORS)
-    async def forecast_files(files: list[UploadFile] = File(description="SWAN-SF .csv files (one sample each) "
-                                                                          "and Kaggle .json/.jsonl files"),
+    async def forecast_files(files: Annotated[list[UploadFile], File(
+                                 min_length=1, description="SWAN-SF .csv files (one sample each) and Kaggle "
+                                                           ".json/.jsonl files")],
                              series: bool = False):
         """Forecast uploaded files: SWAN-SF samples and Kaggle JSON lines."""
         contents = [(f.filename, await f.read()) for f in files]
-        dataset = await run_in_threadpool(dataset_from_files, contents, n_timesteps=model.n_timesteps,
-                                          max_samples=limits.max_samples)
+        dataset = await run_in_threadpool(dataset_from_files, contents, model_features=model.feature_names,
+                                          n_timesteps=model.n_timesteps, max_samples=limits.max_samples)
         return await _answer(model, identity, dataset, series)
 
     if latest_regions is not None:
