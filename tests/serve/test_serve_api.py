@@ -174,6 +174,8 @@ REFUSALS = [
     ("wrong media type", "/forecast", {"data": b"X=1"}, 415, "Content-Type",
      "expected a body of media type application/json"),
     ("bad query", "/forecast?series=maybe", {"json": one_sample()}, 422, "series", "valid boolean"),
+    ("unknown query", "/forecast?seris=true", {"json": one_sample()}, 422, "seris",
+     "unknown query parameter 'seris'; it takes series."),
     ("Kaggle line too short", "/forecast/kaggle", {"data": None, "headers": NDJSON}, 422, "body",
      "request body, line 1: field 'TOTUSJH': expected a series of 60 time steps, found 59 time steps."),
     ("no files", "/forecast/files", {"data": {"x": "1"}}, 422, "files", "missing field 'files', which is required"),

@@ -22,7 +22,7 @@ from typing import Annotated
 import numpy as np
 import orjson
 import pandas as pd
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -75,7 +75,8 @@ def create_app(model: ServedModel, *, limits: ServiceLimits = ServiceLimits(), t
     """
     app = FastAPI(title="flareseq forecast service", version=__version__, docs_url=None, redoc_url=None,
                   description="Probabilities of an M- or X-class flare within 24 h for samples of "
-                              "active-region magnetic parameters, from one trained flareseq model.")
+                              "active-region magnetic parameters, from one trained flareseq model.",
+                  dependencies=[Depends(_known_query_parameters)])
     app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts, max_body_bytes=limits.max_body_bytes)
     _register_errors(app)
     identity = model.identity.to_dict()
@@ -164,6 +165,17 @@ def forecast_body(model: ServedModel, identity: dict, dataset: FlareDataset, *, 
 def _iso_times(column: pd.Series) -> list[str | None]:
     times = pd.to_datetime(column, errors="coerce")
     return [None if pd.isna(t) else t.isoformat() for t in times]
+
+
+def _known_query_parameters(request: Request) -> None:
+    """Refuse a query parameter the endpoint does not take (``?seris=true`` would otherwise
+    be ignored without a word)."""
+    route = request.scope.get("route")
+    known = {p.alias for p in getattr(getattr(route, "dependant", None), "query_params", [])}
+    unknown = [k for k in request.query_params if k not in known]
+    if unknown:
+        takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
+        raise RequestError(f"unknown query parameter {unknown[0][:60]!r}; {takes}.", field=unknown[0][:60])
 
 
 def _require_media_type(request: Request, accepted: tuple[str, ...]) -> None:
