@@ -27,7 +27,8 @@ from flareseq.experiments.run_models import load_forecaster
 from flareseq.forecasting.guard import ServiceLimits
 from flareseq.forecasting.served_model import load_served_model
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# one worker runs them all under xdist: one tiny model trained, one service started
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.xdist_group("serve")]
 
 
 def arrays_body(dataset, names=None, **extra) -> dict:

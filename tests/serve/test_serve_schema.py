@@ -30,7 +30,8 @@ CASES = [(m, p, "positive") for m, p in OPERATIONS] + [(m, p, "negative") for m,
 # accepted" is checked only where the schema states the whole contract.
 UPLOADS = ("/forecast/kaggle", "/forecast/files")
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# one worker runs them all under xdist: one tiny model trained, one service started
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.xdist_group("serve")]
 
 
 @schemathesis.serializer("application/x-ndjson")
