@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -113,14 +114,15 @@ def _values(X: object, *, n_timesteps: int, n_features: int, max_samples: int) -
         if not isinstance(sample, list) or len(sample) != n_timesteps:
             raise RequestError(f"expected {n_timesteps} time steps (the model's sequence length; X has shape "
                                f"{shape}), found {_kind(sample)}.", field=f"X[{i}]")
-        for t, row in enumerate(sample):
-            if not isinstance(row, list) or len(row) != n_features:
-                raise RequestError(f"expected {n_features} values, one per name in 'feature_names' (X has shape "
-                                   f"{shape}), found {_kind(row)}.", field=f"X[{i}][{t}]")
-            if not set(map(type, row)) <= _NUMBER_TYPES:
-                j = next(j for j, v in enumerate(row) if type(v) not in _NUMBER_TYPES)
-                raise RequestError(f"expected a number or null (missing), found {_kind(row[j])}.",
-                                   field=f"X[{i}][{t}][{j}]")
+        if not all(type(row) is list and len(row) == n_features for row in sample):
+            t, row = next((t, r) for t, r in enumerate(sample) if type(r) is not list or len(r) != n_features)
+            raise RequestError(f"expected {n_features} values, one per name in 'feature_names' (X has shape "
+                               f"{shape}), found {_kind(row)}.", field=f"X[{i}][{t}]")
+    # One pass in C over every value; the slow search runs only to name a bad one.
+    if not set(map(type, chain.from_iterable(chain.from_iterable(X)))) <= _NUMBER_TYPES:
+        i, t, j, v = next((i, t, j, v) for i, s in enumerate(X) for t, r in enumerate(s) for j, v in enumerate(r)
+                          if type(v) not in _NUMBER_TYPES)
+        raise RequestError(f"expected a number or null (missing), found {_kind(v)}.", field=f"X[{i}][{t}][{j}]")
     try:
         values = np.array(X, dtype=np.float64)  # null -> NaN
     except OverflowError:  # an integer beyond float64: find it to name it
