@@ -350,3 +350,25 @@ def test_the_page_and_its_assets_load_nothing_from_elsewhere(service):
         urls = set(re.findall(r"(?:https?:)?//[\w.-]+", text)) - {"http://www.w3.org"}  # the SVG namespace: a name
         assert not urls, f"{asset} refers to {urls}"
     assert requests.get(f"{service.url}/static/../pyproject.toml", timeout=10).status_code == 404
+
+
+# -- real data ----------------------------------------------------------------------------------
+@pytest.mark.realdata
+def test_real_swansf_files_and_kaggle_lines_forecast_as_flareseq_predict_does(service, forecaster, shared_data):
+    from flareseq.data import load_dataset
+
+    folder = shared_data / "swan-sf-samples"
+    files = sorted((folder / "mvts").glob("*.csv"))
+    lines = folder / "bigdatacup_layout.jsonl"
+    uploads = [("files", (p.name, p.read_bytes(), "text/csv")) for p in files]
+    answer = requests.post(f"{service.url}/forecast/files", files=uploads, timeout=60).json()
+    real = load_dataset(folder / "mvts", progress=False)
+    by_id = dict(zip(real.ids, forecaster.predict_proba(real)))
+    assert [f["id"] for f in answer["forecasts"]] == [p.name for p in files]
+    np.testing.assert_allclose([f["probability"] for f in answer["forecasts"]], [by_id[p.name] for p in files],
+                               rtol=1e-6)
+    assert {f["region"] for f in answer["forecasts"]} >= {"3648", "3686"}  # HARP numbers from the names
+    from_lines = requests.post(f"{service.url}/forecast/kaggle", data=lines.read_bytes(), headers=NDJSON,
+                               timeout=60).json()
+    np.testing.assert_allclose([f["probability"] for f in from_lines["forecasts"]],
+                               forecaster.predict_proba(load_dataset(lines, progress=False)), rtol=1e-6)
