@@ -239,6 +239,28 @@ def test_a_page_elsewhere_cannot_reach_a_loopback_service_by_another_name(servic
         assert requests.get(f"{service.url}/health", headers={"Host": host}, timeout=10).status_code == 200
 
 
+def test_a_source_of_todays_regions_gets_its_endpoint(served_model, service, forecaster):
+    from flareseq.errors import FlareseqError
+
+    regions = synthetic_dataset(3, seed=21)
+    with serve(served_model, latest_regions=lambda: regions) as live:
+        assert requests.get(f"{live.url}/health", timeout=10).json()["latest_regions"] is True
+        answer = requests.get(f"{live.url}/forecast/latest-regions?series=true", timeout=30).json()
+        np.testing.assert_allclose([f["probability"] for f in answer["forecasts"]], forecaster.predict_proba(regions),
+                                   rtol=1e-6)
+        assert [f["region"] for f in answer["forecasts"]] == list(regions.meta["region"])
+
+    def offline():
+        raise FlareseqError("the JSOC could not be reached")
+
+    with serve(served_model, latest_regions=offline) as live:
+        response = requests.get(f"{live.url}/forecast/latest-regions", timeout=30)
+        assert response.status_code == 503
+        assert response.json()["detail"] == "the latest regions are not available: the JSOC could not be reached"
+    # without a source, no such endpoint
+    assert requests.get(f"{service.url}/forecast/latest-regions", timeout=10).status_code == 404
+
+
 # -- token ------------------------------------------------------------------------------------
 def test_every_request_must_carry_the_token(served_model):
     with serve(served_model, token=TOKEN, allowed_hosts=None) as guarded:

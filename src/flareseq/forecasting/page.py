@@ -29,7 +29,7 @@ def _asset(name: str) -> bytes:
     return files("flareseq.forecasting").joinpath("static", name).read_bytes()
 
 
-def register_page(app: FastAPI, *, latest_regions: bool = False) -> None:
+def register_page(app: FastAPI) -> None:
     """Serve the page at ``/`` and its two assets under ``/static/`` (no other file: the
     name is looked up in a fixed table, never joined to a path)."""
 

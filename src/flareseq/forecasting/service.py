@@ -124,7 +124,8 @@ def create_app(model: ServedModel, *, limits: ServiceLimits = ServiceLimits(), t
         return await _answer(model, identity, dataset, series)
 
     if latest_regions is not None:
-        @app.get("/forecast/latest-regions", response_model=ForecastResponse, responses=_ERRORS)
+        @app.get("/forecast/latest-regions", response_model=ForecastResponse, responses={**_ERRORS, 503: {
+            "model": ErrorResponse, "description": "The source of today's regions failed."}})
         async def forecast_latest_regions(series: bool = False):
             """Forecast today's active regions (the service's source of them)."""
             try:
@@ -133,7 +134,7 @@ def create_app(model: ServedModel, *, limits: ServiceLimits = ServiceLimits(), t
                 raise RequestError(f"the latest regions are not available: {exc}", field=None, status=503) from None
             return await _answer(model, identity, dataset, series)
 
-    register_page(app, latest_regions=latest_regions is not None)
+    register_page(app)
     return app
 
 
