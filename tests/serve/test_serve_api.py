@@ -297,6 +297,25 @@ def test_the_cli_refuses_a_remote_address_without_the_flag_and_a_token(capsys, m
     assert "the token must be 16 to 256 characters" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.0.0.2", True), ("localhost", True),
+                                               ("::1", True), ("[::1]", True), ("0.0.0.0", False), ("::", False),
+                                               ("10.1.2.3", False), ("example.org", False)])
+def test_only_loopback_addresses_bind_without_the_flag(host, loopback):
+    from flareseq.errors import FlareseqError
+    from flareseq.forecasting.server import check_binding, is_loopback
+
+    assert is_loopback(host) is loopback
+    if loopback:  # answers only requests addressed to the loopback names
+        assert check_binding(host, allow_remote=False, token=None) == frozenset(["127.0.0.1", "localhost", "[::1]",
+                                                                                  "::1"])
+    else:
+        with pytest.raises(FlareseqError, match="is not a loopback address"):
+            check_binding(host, allow_remote=False, token=TOKEN)
+        with pytest.raises(FlareseqError, match="needs a token"):
+            check_binding(host, allow_remote=True, token=None)
+        assert check_binding(host, allow_remote=True, token=TOKEN) is None  # any Host: the token guards
+
+
 # -- the model folder -------------------------------------------------------------------------
 def saved_model_folder(tiny_run, target):
     import mlflow
