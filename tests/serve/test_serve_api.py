@@ -193,7 +193,8 @@ def short_kaggle_line(tmp_path) -> bytes:
     return json.dumps(line).encode()
 
 
-@pytest.mark.parametrize(("case", "path", "options", "status", "field", "words"), REFUSALS, ids=[r[0] for r in REFUSALS])
+@pytest.mark.parametrize(("case", "path", "options", "status", "field", "words"), REFUSALS,
+                         ids=[r[0] for r in REFUSALS])
 def test_bad_requests_get_a_clear_4xx_naming_the_field(service, tmp_path, case, path, options, status, field, words):
     if case.startswith("Kaggle"):
         options = {**options, "data": short_kaggle_line(tmp_path)}

@@ -58,8 +58,8 @@ def check_binding(host: str, *, allow_remote: bool, token: str | None) -> frozen
             f"Pass --allow-remote and a token (--token or {TOKEN_ENV}) that every request must carry, or serve on "
             "127.0.0.1 and reach it through an SSH tunnel.")
     if token is None:
-        raise FlareseqError(f"--allow-remote needs a token that every request must carry: set {TOKEN_ENV} "
-                            "(or pass --token); make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'.")
+        raise FlareseqError(f"--allow-remote needs a token that every request must carry: set {TOKEN_ENV} (or "
+                            "pass --token); make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'.")
     return None
 
 
