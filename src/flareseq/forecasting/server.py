@@ -25,6 +25,7 @@ from flareseq.forecasting.served_model import ServedModel
 
 TOKEN_ENV = "FLARESEQ_SERVE_TOKEN"
 MAX_CONCURRENCY = 16
+MAKE_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def is_loopback(host: str) -> bool:
@@ -43,7 +44,7 @@ def resolve_token(given: str | None) -> str | None:
     if token is not None and not is_valid_token(token):
         raise FlareseqError(
             f"the token must be 16 to 256 characters of A-Z, a-z, 0-9, '.', '_', '~', '-', found {len(token)} "
-            "characters; make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'.")
+            f"characters; make one with: {MAKE_TOKEN}.")
     return token
 
 
@@ -59,7 +60,7 @@ def check_binding(host: str, *, allow_remote: bool, token: str | None) -> frozen
             "127.0.0.1 and reach it through an SSH tunnel.")
     if token is None:
         raise FlareseqError(f"--allow-remote needs a token that every request must carry: set {TOKEN_ENV} (or "
-                            "pass --token); make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'.")
+                            f"pass --token); make one with: {MAKE_TOKEN}.")
     return None
 
 
