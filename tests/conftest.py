@@ -40,3 +40,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """List the files tests wrote for people to look at (``record_property("artifact", path)``),
+    e.g. the forecast page's screenshot; with xdist too, since properties travel with reports."""
+    found = sorted({(report.nodeid, value) for reports in terminalreporter.stats.values() for report in reports
+                    if getattr(report, "when", None) == "call"
+                    for name, value in getattr(report, "user_properties", ()) if name == "artifact"})
+    if found:
+        terminalreporter.write_sep("-", "files written by tests")
+        for nodeid, path in found:
+            terminalreporter.write_line(f"{path}  ({nodeid})")

@@ -124,3 +124,18 @@ def test_crlf_line_ends_and_blank_lines(synth_file, tmp_path):
     chunk = parse_kaggle_chunk(gaps.read_bytes(), path="x")
     assert not chunk.fast and chunk.n_samples == 40 and chunk.n_blank == 2 and chunk.n_lines == 42
     assert list(chunk.lines[:2]) == [1, 4]  # line numbers count the blank lines
+
+
+@pytest.mark.parametrize(("first_line", "words"), [
+    (b"false", "a JSON object per line, found a bool"),
+    (b'["id", "values"]', "a JSON object per line, found a list"),
+    (b'{"id": 1, "values": 5}', "field 'values': expected an object of the 25 parameter series"),
+    (b'{"id": 1, "values": {' + b", ".join(b'"%s": 5' % p.encode() for p in KAGGLE_PARAMETERS) + b"}}",
+     "field 'TOTUSJH': expected an object of 60 time steps"),
+])
+def test_a_first_line_of_valid_json_but_no_sample_is_a_clear_error(first_line, words):
+    # The fast path's layout comes from the first line; one that is no sample goes to the
+    # strict parser (found by fuzzing the forecast service), never to a TypeError.
+    chunk = parse_kaggle_chunk(first_line + b"\n", path="upload.jsonl")
+    assert chunk.error is not None and chunk.error.line == 1
+    assert words in str(chunk.error)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from flareseq.errors import FlareseqError
 
 # Modules that contribute subcommands, in the order `flareseq --help` lists them.
-COMMAND_MODULES = ("data", "models", "runs", "ui", "download", "live")
+COMMAND_MODULES = ("data", "models", "runs", "ui", "download", "live", "serve")
 # The exit status of a command whose output pipe was closed (`flareseq models | head`), as
 # for a process killed by SIGPIPE in a shell (128 + 13).
 BROKEN_PIPE_EXIT = 141

@@ -99,9 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="how far before the time to look for the newest data (default 6)")
     forecast.add_argument("--min-class", default="M", help="the class the model forecasts (label text; default M)")
     forecast.add_argument("--horizon-hours", type=float, default=24.0, help="the model's horizon (default 24)")
-    forecast.add_argument("--experiment", default="flareseq", help="MLflow experiment of a run name")
-    forecast.add_argument("--tracking-uri", default="", help="MLflow tracking URI")
-    forecast.add_argument("--output-dir", default="runs", help="where the default SQLite store lives")
+    from flareseq.cli.store import add_store_options
+
+    add_store_options(forecast)
     _add_network(forecast, hek=False)
     forecast.set_defaults(func=cmd_forecast)
 

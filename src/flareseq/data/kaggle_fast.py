@@ -84,14 +84,16 @@ class FastLayout:
 def make_layout(line: bytes, obj: dict, n_timesteps: int) -> FastLayout | None:
     """The layout of ``line`` (already parsed by the strict parser into ``obj``), or ``None``
     when the line is not canonical (keys reordered, other top-level keys, ...)."""
+    if not isinstance(obj, dict):  # valid JSON but no sample (``false``, a list): the strict path says so
+        return None
     keys = list(obj)
     if not keys or keys[-1] != "values" or any(k not in _HEADER_KEYS for k in keys[:-1]):
         return None
     values = obj["values"]
-    if tuple(values) != KAGGLE_PARAMETERS:
+    if not isinstance(values, dict) or tuple(values) != KAGGLE_PARAMETERS:
         return None
     step_keys = [str(t) for t in range(n_timesteps)]
-    if any(list(values[p]) != step_keys for p in KAGGLE_PARAMETERS):
+    if any(not isinstance(values[p], dict) or list(values[p]) != step_keys for p in KAGGLE_PARAMETERS):
         return None
     id_value = obj.get("id")
     if isinstance(id_value, bool) or not isinstance(id_value, (int, str)):
