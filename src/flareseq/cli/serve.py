@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve one trained model: an HTTP API (OpenAPI schema at /openapi.json) and a page at /. "
                     "Listens on 127.0.0.1 unless --allow-remote is given with a token.",
         examples=["flareseq serve --model lstm --experiment default --output-dir demo-output",
-                  "FLARESEQ_SERVE_TOKEN=... flareseq serve --model runs/model --host 0.0.0.0 --allow-remote"])
+                  "flareseq serve --model saved-model/ --host 0.0.0.0 --allow-remote --token \"$(cat token.txt)\""])
     p.add_argument("--model", required=True, metavar="RUN_OR_PATH",
                    help="a saved model folder, a run id, or a run name (in --experiment)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
