@@ -51,7 +51,9 @@ def detect_format(path: str | PathLike[str]) -> str:
     if path.is_dir():
         if is_store(path):
             return "store"
-        if any(path.rglob("*.csv")):
+        from flareseq.data.swansf import list_sample_files
+
+        if list_sample_files(path):
             return "swansf"
         raise UnsupportedInputError(f"{path}: expected {SUPPORTED}; found a directory with neither "
                                     "manifest.json nor .csv sample files.")
@@ -116,9 +118,9 @@ def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
 
         dataset = read_kaggle(path, on_error=on_error, progress=progress, skips=skips)
     elif Path(path).is_file() and Path(path).suffix.lower() == ".csv":
-        from flareseq.data.swansf import _to_dataset, parse_sample
+        from flareseq.data.swansf import _to_dataset, read_swansf_file
 
-        sample = parse_sample(Path(path).read_text(), path=str(path), name=Path(path).name)
+        sample = read_swansf_file(path)
         dataset = _to_dataset([sample], Path(path).parent.name, sample.X.shape[0])
     else:
         from flareseq.data.swansf import read_swansf
