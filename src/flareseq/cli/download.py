@@ -6,6 +6,7 @@ import argparse
 
 # Both modules import only the standard library at load time; the Kaggle client and tqdm
 # load when a command runs.
+from flareseq.cli.data import add_limit_argument, limits_from_args, reports_os_errors
 from flareseq.data.download.dataverse import SWAN_SF_DOI, SWAN_SF_PARTITIONS
 from flareseq.data.download.kaggle import KAGGLE_COMPETITION
 
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kaggle.add_argument("--force", action="store_true", help="download again even if the files are there")
     kaggle.add_argument("--keep-archives", action="store_true", help="keep the zips after extracting them")
     kaggle.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_limit_argument(kaggle)
     kaggle.set_defaults(func=_run_kaggle)
 
     swan = sources.add_parser(
@@ -54,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     swan.add_argument("--retries", type=int, default=5, help="failed attempts in a row before giving up")
     swan.add_argument("--keep-archives", action="store_true", help="keep the .tar.gz after extraction")
     swan.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_limit_argument(swan)
     swan.set_defaults(func=_run_swan_sf)
 
 
@@ -61,22 +64,24 @@ def _progress(args: argparse.Namespace) -> bool | None:
     return False if args.no_progress else None
 
 
+@reports_os_errors
 def _run_kaggle(args: argparse.Namespace) -> int:
     from flareseq.data.download.kaggle import download_kaggle
 
     files = download_kaggle(args.dest, competition=args.competition, force=args.force,
-                            keep_archives=args.keep_archives, progress=_progress(args))
+                            keep_archives=args.keep_archives, progress=_progress(args), limits=limits_from_args(args))
     for name, path in files.items():
         print(f"{name}: {path} ({path.stat().st_size:,} bytes)")
     return 0
 
 
+@reports_os_errors
 def _run_swan_sf(args: argparse.Namespace) -> int:
     from flareseq.data.download.dataverse import download_swan_sf
 
     results = download_swan_sf(args.dest, args.partitions, base_url=args.base_url, doi=args.doi,
                                keep_archives=args.keep_archives, retries=args.retries,
-                               progress=_progress(args))
+                               progress=_progress(args), limits=limits_from_args(args))
     for partition, extracted in results.items():
         where = ", ".join(str(p) for p in extracted.paths)
         print(f"partition {partition}: {extracted.n_files:,} files in {where} (from {extracted.archive})")

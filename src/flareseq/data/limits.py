@@ -225,7 +225,7 @@ class LimitedStream:
 
     def __init__(self, stream, *, name: str, limits: ReadLimits, compressed=None, max_bytes: int | None = None,
                  max_bytes_name: str = "max_member_bytes", budget: ArchiveBudget | None = None,
-                 closes: tuple = ()) -> None:
+                 closes: tuple = (), expected: str | None = None, hint: str | None = None) -> None:
         self.stream = stream
         self.name = name
         self.limits = limits
@@ -235,6 +235,7 @@ class LimitedStream:
         self.budget = budget
         self.expanded = 0
         self._closes = closes
+        self._damaged = {k: v for k, v in (("expected", expected), ("hint", hint)) if v}
 
     @property
     def compressed_bytes(self) -> int | None:
@@ -251,7 +252,7 @@ class LimitedStream:
         try:
             data = self.stream.read(n)
         except STREAM_ERRORS as exc:
-            raise damaged_stream_error(self.name, exc) from None
+            raise damaged_stream_error(self.name, exc, **self._damaged) from None
         self._count(len(data))
         return data
 
@@ -284,12 +285,13 @@ class LimitedStream:
         self.close()
 
 
-def damaged_stream_error(name: str, exc: BaseException) -> DataFormatError:
+def damaged_stream_error(name: str, exc: BaseException, *, expected: str = "a complete, undamaged compressed stream",
+                         hint: str = "Download or copy it again.") -> DataFormatError:
     """A truncated or corrupt compressed stream, as one paragraph."""
     detail = str(exc) or type(exc).__name__
-    return DataFormatError(name, expected="a complete, undamaged compressed stream",
+    return DataFormatError(name, expected=expected,
                            found=f"{type(exc).__name__}: {shorten(detail, 120)} (the file is truncated or damaged)",
-                           hint="Download or copy it again.")
+                           hint=hint)
 
 
 _MAGIC = (("gzip", b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f, mode="rb")),
@@ -297,10 +299,11 @@ _MAGIC = (("gzip", b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f, mode="rb")),
 
 
 def open_decompressed(path: str | PathLike[str], *, name: str | None = None, limits: ReadLimits | None = None,
-                      budget: ArchiveBudget | None = None, require: str | None = None) -> LimitedStream:
+                      budget: ArchiveBudget | None = None, require: str | None = None, **damaged) -> LimitedStream:
     """``path`` as a decompressed stream under the limits: gzip, bzip2 or xz by their magic
     bytes, anything else passed through 1:1 (unless ``require`` names the compression the
-    file's name promised: then anything else is a :class:`DataFormatError`)."""
+    file's name promised: then anything else is a :class:`DataFormatError`). ``expected`` and
+    ``hint`` (keywords) word the error for a truncated or damaged stream."""
     limits = current_limits(limits)
     name = name or str(path)
     raw = open(path, "rb")  # noqa: SIM115 - closed by the LimitedStream
@@ -314,9 +317,9 @@ def open_decompressed(path: str | PathLike[str], *, name: str | None = None, lim
     for _kind, magic, opener in _MAGIC:
         if head.startswith(magic):
             return LimitedStream(opener(counted), name=name, limits=limits,
-                                 compressed=lambda: counted.count, budget=budget, closes=(raw,))
+                                 compressed=lambda: counted.count, budget=budget, closes=(raw,), **damaged)
     if require is not None:
         raw.close()
         raise DataFormatError(name, expected=f"{require} data (as the file name says)",
                               found=f"a file starting {clip(head, 40)}", hint="Rename or recompress the file.")
-    return LimitedStream(counted, name=name, limits=limits, budget=budget, closes=(raw,))
+    return LimitedStream(counted, name=name, limits=limits, budget=budget, closes=(raw,), **damaged)
