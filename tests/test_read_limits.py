@@ -36,7 +36,7 @@ def _zeros_zip(path, member: str, n: int = BOMB_BYTES) -> None:
 
 
 def _zeros_tar_gz(path, member: str, n: int = BOMB_BYTES) -> None:
-    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+    with tarfile.open(path, "w:gz") as tar:
         info = tarfile.TarInfo(member)
         info.size = n
         tar.addfile(info, io.BytesIO(bytes(n)))
