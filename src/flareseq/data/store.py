@@ -172,9 +172,12 @@ class StoreWriter:
         self._closed = False
 
     def __enter__(self) -> StoreWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        recover_leftovers(self.path)
-        self.tmp.mkdir()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            recover_leftovers(self.path)
+            self.tmp.mkdir()
+        except OSError as exc:
+            raise self._write_error(exc) from None
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
