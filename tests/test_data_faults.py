@@ -55,6 +55,18 @@ def test_deeply_nested_json_is_a_bad_record(nested_file, tmp_path, workers, caps
     capsys.readouterr()
 
 
+@pytest.mark.parametrize("first", [b"0", b"[1, 2]", b'"text"', b"null"])
+def test_a_first_line_that_is_not_an_object_is_a_bad_record(tmp_path, first):
+    """Found by the property tests: the fast path's layout step raised TypeError on it."""
+    good = write_synthetic_kaggle(tmp_path / "good.jsonl", 2, seed=3).read_bytes()
+    path = tmp_path / "k.jsonl"
+    path.write_bytes(first + b"\n" + good)
+    with pytest.raises(DataFormatError, match=r"k\.jsonl, line 1: expected a JSON object per line"):
+        read_kaggle(path)
+    skips = SkipLog()
+    assert read_kaggle(path, on_error="skip", skips=skips).n_samples == 2 and len(skips) == 1
+
+
 def test_a_truncated_gzip_is_one_paragraph_in_ingest_and_summary(tmp_path, capsys):
     raw = write_synthetic_kaggle(tmp_path / "x.jsonl", 20, seed=1).read_bytes()
     packed = gzip.compress(raw)

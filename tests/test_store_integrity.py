@@ -27,6 +27,7 @@ from flareseq.data.store import (
     verify_store,
     write_store,
 )
+from flareseq.data.store_format import DIGEST_KEY, manifest_digest
 from flareseq.data.store_verify import cross_check_counts
 from flareseq.data.synthetic import synthetic_dataset
 from flareseq.errors import FlareseqWarning, StoreError
@@ -48,9 +49,13 @@ def _part(store):
     return store / read_manifest(store)["parts"][0]["file"]
 
 
-def _edit_manifest(store, change) -> None:
+def _edit_manifest(store, change, *, redigest: bool = True) -> None:
+    """Edit the manifest; ``redigest``: as someone who knows the format would, recomputing
+    its digest (the deeper checks must still catch the edit)."""
     manifest = json.loads((store / "manifest.json").read_text())
     change(manifest)
+    if redigest and DIGEST_KEY in manifest:
+        manifest[DIGEST_KEY] = manifest_digest(manifest)
     (store / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -132,9 +137,32 @@ def test_an_edited_count_is_not_printed_as_fact(store, capsys):
         verify_store(store)
 
 
+@pytest.mark.parametrize("edit", [
+    lambda m: m["counts"].update(n_missing_values=0),
+    lambda m: m.update(content_hash="sha256:" + "0" * 64),
+    lambda m: m["sources"][0].update(path="elsewhere.json"),
+])
+def test_a_naive_edit_of_the_manifest_breaks_its_digest(store, edit, capsys):
+    _edit_manifest(store, edit, redigest=False)
+    for call in (lambda: read_store(store), lambda: verify_store(store)):
+        with pytest.raises(StoreError, match="no longer matches"):
+            call()
+    assert main(["summary", str(store)]) == 2
+    assert "the manifest was edited after ingest" in capsys.readouterr().err
+
+
+def test_features_renamed_in_another_order_are_refused(store):
+    _edit_manifest(store, lambda m: m.update(feature_names=m["feature_names"][::-1]))
+    with pytest.raises(StoreError, match="the feature columns in another order"):
+        read_store(store)
+    with pytest.raises(StoreVerificationError, match="another order"):
+        verify_store(store)
+
+
 def test_summary_says_what_it_checked(store, capsys):
     assert main(["summary", str(store)]) == 0
-    assert "store counts checked against the parts' rows, labels and folds" in capsys.readouterr().out
+    assert "store manifest digest and counts checked against the parts' rows, labels and folds" in \
+        capsys.readouterr().out
     assert "missing values as the manifest records them" in cross_check_counts(store, read_manifest(store))
 
 
@@ -185,7 +213,8 @@ def test_deeply_nested_or_huge_manifest_is_a_store_error(store):
 
 def test_stores_without_checksums_stay_readable_and_are_verified_in_full(store, dataset):
     """Stores written before checksums existed: read with a warning, verified from their rows."""
-    _edit_manifest(store, lambda m: [p.pop("sha256") or p.pop("n_bytes") for p in m["parts"]])
+    _edit_manifest(store, lambda m: [p.pop("sha256") or p.pop("n_bytes") for p in m["parts"]] and m.pop(DIGEST_KEY),
+                   redigest=False)
     with pytest.warns(FlareseqWarning, match="no part checksums"):
         again = read_store(store)
     assert np.array_equal(again.X, dataset.X, equal_nan=True)

@@ -44,12 +44,14 @@ from flareseq.data.store_files import (  # noqa: F401
 )
 from flareseq.data.store_format import (  # noqa: F401
     AUX_PREFIX,
+    DIGEST_KEY,
     MANIFEST_NAME,
     SKIPPED_NAME,
     arrow_schema,
     aux_kind,
     file_sha256,
     is_store,
+    manifest_digest,
     read_manifest,
 )
 from flareseq.data.store_read import iter_store_batches, read_store, table_to_dataset  # noqa: F401
@@ -328,6 +330,7 @@ class StoreWriter:
             "parts": self.parts,
             "content_hash": self._hasher.hexdigest(),
         }
+        manifest[DIGEST_KEY] = manifest_digest(manifest)
         (self.tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         old = None
         if self.path.exists() or self.path.is_symlink():

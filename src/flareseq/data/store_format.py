@@ -27,7 +27,9 @@ SKIPPED_NAME = "skipped.tsv"
 AUX_PREFIX = "aux__"
 PART_NAME = re.compile(r"^part-\d{5,}\.parquet$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+DIGEST_KEY = "manifest_sha256"
 MAX_MANIFEST_BYTES = 64 << 20  # a real manifest is a few KB; a larger one is not a store's
+BASE_COLUMNS = ("id", "label", "source", "fold", "region", "start", "end", "goes_class")
 COUNT_KEYS = ("n_samples", "n_positive", "n_negative", "n_unlabelled", "n_missing_values")
 REINGEST = "Re-run `flareseq ingest` to rebuild the store from its inputs."
 
@@ -121,13 +123,14 @@ def _check_manifest_shape(where: Path, m: dict) -> None:
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
     names = m.get("feature_names")
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise bad("feature_names", "a list of names", names)
+    if (not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names)
+            or len(set(names)) != len(names) or set(names) & set(BASE_COLUMNS)):
+        raise bad("feature_names", "a list of distinct feature names", names)
     if not count(m.get("n_timesteps")) or m["n_timesteps"] == 0:
         raise bad("n_timesteps", "a positive integer", m.get("n_timesteps"))
     aux = m.get("aux_names", [])
-    if not isinstance(aux, list) or not all(isinstance(n, str) for n in aux):
-        raise bad("aux_names", "a list of names", aux)
+    if not isinstance(aux, list) or not all(isinstance(n, str) for n in aux) or len(set(aux)) != len(aux):
+        raise bad("aux_names", "a list of distinct names", aux)
     counts = m.get("counts")
     if not isinstance(counts, dict) or not all(count(counts.get(k)) for k in COUNT_KEYS):
         raise bad("counts", f"non-negative integers {list(COUNT_KEYS)}", counts)
@@ -137,6 +140,8 @@ def _check_manifest_shape(where: Path, m: dict) -> None:
     for i, part in enumerate(parts):
         if not isinstance(part, dict) or not isinstance(part.get("file"), str) or not PART_NAME.match(part["file"]):
             raise bad(f"parts[{i}]", "{'file': 'part-NNNNN.parquet', ...} (a plain name inside the store)", part)
+        if i and _part_number(part["file"]) <= _part_number(parts[i - 1]["file"]):
+            raise bad(f"parts[{i}]", "parts listed in store order (ascending part numbers)", part["file"])
         if not count(part.get("n_samples")):
             raise bad(f"parts[{i}].n_samples", "a non-negative integer", part.get("n_samples"))
         if "sha256" in part and not (isinstance(part["sha256"], str) and _SHA256.match(part["sha256"])
@@ -148,9 +153,31 @@ def _check_manifest_shape(where: Path, m: dict) -> None:
         raise bad("folds/sources", "an object and a list", (m.get("folds"), m.get("sources")))
 
 
+def _part_number(name: str) -> int:
+    return int(name[len("part-"):-len(".parquet")])
+
+
 def has_checksums(manifest: dict) -> bool:
-    """Whether every part carries its SHA-256 (stores written before checksums do not)."""
-    return all("sha256" in p for p in manifest["parts"])
+    """Whether every part carries its SHA-256 and the manifest its own digest (stores written
+    before checksums do not)."""
+    return all("sha256" in p for p in manifest["parts"]) and isinstance(manifest.get(DIGEST_KEY), str)
+
+
+def manifest_digest(manifest: dict) -> str:
+    """SHA-256 of the manifest's content (canonical JSON, without this digest): an edit by
+    hand, of a count or of the content hash, no longer matches it."""
+    content = {k: v for k, v in manifest.items() if k != DIGEST_KEY}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_manifest_digest(path: Path, manifest: dict) -> None:
+    """Raise if the manifest has a digest and its content no longer matches it."""
+    recorded = manifest.get(DIGEST_KEY)
+    if recorded is not None and recorded != manifest_digest(manifest):
+        raise StoreError(f"{path / MANIFEST_NAME}: its content no longer matches the digest written with it "
+                         f"({DIGEST_KEY}): the manifest was edited after ingest, so neither its counts nor its "
+                         f"content hash can be trusted. Run `flareseq verify {path} --full` to see what the rows "
+                         f"hold. {REINGEST}")
 
 
 def part_files(path: Path, manifest: dict) -> list[Path]:
@@ -211,6 +238,9 @@ def check_part_schema(file: Path, schema, manifest: dict) -> None:
         expected[AUX_PREFIX + name] = None  # numeric or text, T per sample
     found = {f.name: f.type for f in schema}
     wrong = []
+    order = [name for name in schema.names if name in set(manifest["feature_names"])]
+    if order != list(manifest["feature_names"]) and set(order) == set(manifest["feature_names"]):
+        wrong.append(f"the feature columns in another order ({clip(order[:3])}...)")
     for name, kind in expected.items():
         have = found.get(name)
         if have is None:

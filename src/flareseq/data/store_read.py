@@ -23,9 +23,11 @@ from flareseq.data.dataset import FlareDataset, empty_meta
 from flareseq.data.schema import UNLABELLED
 from flareseq.data.store_format import (
     AUX_PREFIX,
+    BASE_COLUMNS,
     MANIFEST_NAME,
     REINGEST,
     arrow_schema,
+    check_manifest_digest,
     damaged_part_error,
     has_checksums,
     open_part,
@@ -35,10 +37,12 @@ from flareseq.data.store_format import (
 from flareseq.errors import FlareseqWarning, StoreError
 
 READ_BATCH_ROWS = 65_536  # rows per Arrow batch when read_store fills X
-_BASE_COLUMNS = ("id", "label", "source", "fold", "region", "start", "end", "goes_class")
 
 
 def warn_unverified(path: Path, manifest: dict, verify: bool) -> None:
+    """Check the manifest's own digest (when ``verify``), or say that there is none."""
+    if verify:
+        check_manifest_digest(path, manifest)
     if verify and not has_checksums(manifest):
         warnings.warn(f"{path}: this store has no part checksums (it was written by an older flareseq), so its "
                       "parts are read unverified. `flareseq verify --full` checks it from its rows; re-ingest to "
@@ -175,7 +179,7 @@ def _features_block(table, names: Sequence[str], rows: int, T: int, file: Path |
 
 
 def _columns(path, manifest: dict, aux: bool | Sequence[str]) -> list[str]:
-    base = [*_BASE_COLUMNS, *manifest["feature_names"]]
+    base = [*BASE_COLUMNS, *manifest["feature_names"]]
     available = manifest.get("aux_names", [])
     if aux is True:
         wanted = list(available)

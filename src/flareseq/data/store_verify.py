@@ -26,10 +26,12 @@ from flareseq.data.hashing import ContentHasher
 from flareseq.data.schema import UNLABELLED
 from flareseq.data.store_format import (
     COUNT_KEYS,
+    DIGEST_KEY,
     MANIFEST_NAME,
     PART_NAME,
     REINGEST,
     SKIPPED_NAME,
+    check_manifest_digest,
     check_part_checksum,
     has_checksums,
     open_part,
@@ -115,6 +117,13 @@ def verify_store(path: str | PathLike[str], *, full: bool = False) -> StoreVerif
                          f"{len(manifest['parts'])} part(s), {manifest['counts']['n_samples']:,} samples")
     if not has_checksums(manifest):
         report.checks.append("parts have no checksums (written by an older flareseq): checked from their rows")
+    try:
+        check_manifest_digest(path, manifest)
+        if DIGEST_KEY in manifest:
+            report.checks.append(f"{MANIFEST_NAME}: content matches its digest ({DIGEST_KEY})")
+    except StoreError:
+        report.problems.append(f"{MANIFEST_NAME}: its content no longer matches its digest ({DIGEST_KEY}): "
+                               "edited after ingest")
     _check_files(path, manifest, report)
     parquets = _check_parts(path, manifest, report)
     _check_manifest_counts(manifest, report)
@@ -299,9 +308,11 @@ def cross_check_counts(path: str | PathLike[str], manifest: dict) -> str:
     the manifest's counts. Returns a note saying what was checked; a :class:`StoreError`
     on a mismatch (an edited or damaged manifest)."""
     path = Path(path)
+    check_manifest_digest(path, manifest)
     wrong = _count_mismatches(manifest, _label_and_fold_counts(path, manifest))
     if wrong:
         raise StoreError(f"{path / MANIFEST_NAME}: {'; '.join(wrong)}: the manifest was edited or the store is "
                          f"damaged, so its figures are not printed. Run `flareseq verify {path} --full`. {REINGEST}")
-    return ("store counts checked against the parts' rows, labels and folds; missing values as the manifest "
-            f"records them (`flareseq verify {path}` checks checksums, --full recounts everything)")
+    digest = "manifest digest and " if DIGEST_KEY in manifest else ""
+    return (f"store {digest}counts checked against the parts' rows, labels and folds; missing values as the "
+            f"manifest records them (`flareseq verify {path}` checks checksums, --full recounts everything)")
