@@ -169,7 +169,8 @@ def _check_parts(path: Path, manifest: dict, report: StoreVerification) -> list:
             continue
         parquets.append(parquet)
         checksum = f"SHA-256 and size ({part['n_bytes']:,} bytes), " if "sha256" in part else ""
-        report.checks.append(f"{part['file']}: {checksum}footer ({parquet.metadata.num_row_groups} row groups, "
+        groups = parquet.metadata.num_row_groups
+        report.checks.append(f"{part['file']}: {checksum}footer ({groups} row group{'s' * (groups != 1)}, "
                              f"{part['n_samples']:,} rows), schema")
     return parquets
 
