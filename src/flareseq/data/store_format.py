@@ -164,9 +164,10 @@ def has_checksums(manifest: dict) -> bool:
 
 
 def manifest_digest(manifest: dict) -> str:
-    """SHA-256 of the manifest's content (canonical JSON, without this digest): an edit by
-    hand, of a count or of the content hash, no longer matches it."""
-    content = {k: v for k, v in manifest.items() if k != DIGEST_KEY}
+    """SHA-256 of the manifest's content (canonical JSON, without this digest and without
+    ``created_by``, so that both engines write the same digest for the same inputs): an edit
+    by hand, of a count or of the content hash, no longer matches it."""
+    content = {k: v for k, v in manifest.items() if k not in (DIGEST_KEY, "created_by")}
     return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
