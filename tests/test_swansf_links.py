@@ -136,3 +136,13 @@ def test_a_truncated_tar_is_one_paragraph(tmp_path, capsys):
     assert main(["ingest", str(tmp_path / "p.tar.gz"), "--out", str(tmp_path / "s"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "p.tar.gz: expected a complete, undamaged compressed stream" in err and "Traceback" not in err
+
+
+def test_the_spark_engine_refuses_links_before_spark_opens_them(folder):
+    from flareseq.data.spark.swansf import check_regular_files
+    from flareseq.errors import FlareseqError
+
+    check_regular_files(folder)  # regular files only: fine
+    (_partition(folder) / _name(0)).symlink_to("/dev/zero")
+    with pytest.raises(FlareseqError, match="1 .csv entries are symbolic links or special files"):
+        check_regular_files(folder)
