@@ -461,7 +461,8 @@ def _iter_source(source: ByteSource, batch_size, on_error, skips, n_timesteps, c
             chunk = duplicates.apply(chunk, on_error)
             skips.extend(chunk.skipped)
             n_records += chunk.n_lines - chunk.n_blank
-            compressed = getattr(stream, "compressed_bytes", None)
+            # a gzip stream counts its compressed bytes as it goes; a zip member only declares them
+            compressed = stream.compressed_bytes if callable(getattr(stream, "compressed", None)) else None
             bar.update((compressed if compressed is not None else bar.n + len(data)) - bar.n)
             for start in range(0, chunk.n_samples, batch_size):
                 yield chunk.keep(slice(start, start + batch_size)).to_dataset(label)
