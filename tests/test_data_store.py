@@ -138,14 +138,14 @@ def test_canonical_record_layout_by_hand():
 
 
 def test_fold_reads_across_parts_and_batches(tmp_path, dataset, monkeypatch):
-    import flareseq.data.store as store
+    import flareseq.data.store_read as store_read
 
     with StoreWriter(tmp_path / "store", feature_names=dataset.feature_names, n_timesteps=60,
                      row_group_size=32) as writer:
         writer.write(dataset.subset(slice(0, 130)))
         writer.new_part()
         writer.write(dataset.subset(slice(130, None)))
-    monkeypatch.setattr(store, "READ_BATCH_ROWS", 45)  # batches that cut row groups and parts
+    monkeypatch.setattr(store_read, "READ_BATCH_ROWS", 45)  # batches that cut row groups and parts
     for folds in ([2], [1, 3], None):
         got = read_store(tmp_path / "store", folds=folds)
         keep = np.ones(300, bool) if folds is None else dataset.meta["fold"].isin(folds).to_numpy(bool)

@@ -79,7 +79,7 @@ def test_a_failing_close_leaves_no_partial_store(tmp_path, dataset, monkeypatch)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(StoreWriter, "_close_part", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(StoreError, match="No space left on device.*nothing of this ingest is left behind"):
         write_store(dataset, tmp_path / "store")
     assert list(tmp_path.iterdir()) == []
 

@@ -80,7 +80,7 @@ def test_array_fed_runs_split_the_rows_into_steps_per_epoch_batches(study_store)
     assert int(lstm.params["fit.batch_size"]) == math.ceil(n_rows / 100)  # TensorFlow's split of the arrays
     assert int(lstm.params["fit.batches_per_epoch"]) == math.ceil(n_rows / math.ceil(n_rows / 100))
     assert int(lstm.params["fit.validation_samples_per_epoch"]) == int(lstm.metrics["n_validation"])  # all of them
-    assert lstm.params["training.class_weight"] == '{"0": 1, "1": 5}'
+    assert (lstm.params["training.class_weight.0"], lstm.params["training.class_weight.1"]) == ("1", "5")
     assert study_store["embed-lstm-c2"].data.params["training.class_weight"] == "{}"  # cell [65]: commented out
 
 

@@ -1,13 +1,46 @@
-"""``flareseq ingest``, ``flareseq summary`` and ``flareseq synth``: data in, figures out."""
+"""``flareseq ingest``, ``flareseq summary``, ``flareseq verify`` and ``flareseq synth``: data
+in, figures out, stores checked."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
 
 from flareseq.cli import add_command
+
+LIMIT_HELP = ("change a read limit, e.g. --limit max_ratio=500 (repeatable; names: max_member_bytes 64G, "
+              "max_total_bytes 1T, max_ratio 100, ratio_after_bytes 16M, max_sample_bytes 16M, max_line_bytes 16M; "
+              "defaults also from $FLARESEQ_LIMITS)")
+
+
+def add_limit_argument(parser: argparse.ArgumentParser) -> None:
+    """``--limit NAME=VALUE`` (see :mod:`flareseq.data.limits`)."""
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE", help=LIMIT_HELP)
+
+
+def limits_from_args(args: argparse.Namespace):
+    from flareseq.data.limits import current_limits
+
+    return current_limits().with_settings(",".join(args.limit)) if args.limit else current_limits()
+
+
+def reports_os_errors(run):
+    """An operating-system error that no reader turned into a clearer one (an input that
+    cannot be opened, a folder that vanished) is still one paragraph, not a traceback."""
+    @functools.wraps(run)
+    def wrapper(args: argparse.Namespace) -> int:
+        from flareseq.errors import FlareseqError
+
+        try:
+            return run(args)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise FlareseqError(f"{where}{exc.strerror or exc}. Check that the path exists and can be read "
+                                "(and written, for --out).") from None
+    return wrapper
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "flareseq.data.sampling.sample_fraction)")
     ingest.add_argument("--stratify", action="store_true", help="with --fraction: keep each label's share")
     ingest.add_argument("--seed", type=int, default=0, help="with --fraction: the draw's seed (default 0)")
+    add_limit_argument(ingest)
     from flareseq.cli.table_options import add_table_arguments
 
     add_table_arguments(ingest)  # keyword tables: --table-spec FILE.toml or the flags
@@ -62,7 +96,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     summary.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                          help="for data files: stop at (default) or skip bad records")
     summary.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_limit_argument(summary)
     summary.set_defaults(func=_run_summary)
+
+    verify = add_command(
+        subparsers, "verify",
+        help="check a store against its manifest (checksums, footers, counts; --full: every row)",
+        description="Check that a store is what its manifest says: every part's SHA-256 and size, its footer "
+        "(row count) and schema, no part missing or added, and the manifest's counts consistent. With --full, "
+        "also decode every row, recompute the content hash and recount samples, labels, folds and missing "
+        "values. Prints each check; exits 2 on any mismatch.",
+        examples=["flareseq verify store/", "flareseq verify store/ --full"],
+    )
+    verify.add_argument("store", metavar="STORE", help="the store's folder")
+    verify.add_argument("--full", action="store_true", help="read every row: recompute the content hash and counts")
+    verify.set_defaults(func=_run_verify)
 
     synth = add_command(
         subparsers, "synth",
@@ -87,6 +135,7 @@ def _progress(args: argparse.Namespace) -> bool | None:
     return False if args.no_progress else None
 
 
+@reports_os_errors
 def _run_ingest(args: argparse.Namespace) -> int:
     from flareseq.cli.table_options import ingest_tables, table_options_given
     from flareseq.data.ingest import ingest
@@ -106,7 +155,7 @@ def _run_ingest(args: argparse.Namespace) -> int:
                           "ingest everything and sample with flareseq.data.sampling.sample_fraction (the same draw).")
     else:
         report = ingest(args.inputs, args.out, on_error=args.on_error, workers=args.workers,
-                        overwrite=args.overwrite, progress=_progress(args))
+                        overwrite=args.overwrite, progress=_progress(args), limits=limits_from_args(args))
     print(report.summary())
     if len(report.skips):
         print(f"flareseq ingest: {len(report.skips)} bad record(s) skipped; see {Path(args.out) / 'skipped.tsv'}",
@@ -114,10 +163,12 @@ def _run_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+@reports_os_errors
 def _run_summary(args: argparse.Namespace) -> int:
     from flareseq.data import summarize_paths
 
-    total, per_path = summarize_paths(args.paths, on_error=args.on_error, progress=_progress(args))
+    total, per_path = summarize_paths(args.paths, on_error=args.on_error, progress=_progress(args),
+                                      limits=limits_from_args(args))
     if args.plot:
         from flareseq.reporting.plots import plot_class_counts, save_figure
 
@@ -134,8 +185,24 @@ def _run_summary(args: argparse.Namespace) -> int:
     for key, value in public.items():
         shown = "n/a (no labels)" if value is None else (f"{value:.4f}" if isinstance(value, float) else value)
         print(f"{key:<{width}}  {shown}")
+    for path, s in per_path.items():
+        if s.get("checked"):
+            print(f"{path}: {s['checked']}")
     if args.plot:
         print(f"class counts plotted to {args.plot}")
+    return 0
+
+
+@reports_os_errors
+def _run_verify(args: argparse.Namespace) -> int:
+    from flareseq.data.store_verify import StoreVerificationError, verify_store
+
+    try:
+        report = verify_store(args.store, full=args.full)
+    except StoreVerificationError as exc:
+        print(exc.report.summary())
+        raise
+    print(report.summary())
     return 0
 
 

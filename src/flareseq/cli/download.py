@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from flareseq.cli import add_command
+from flareseq.cli.data import add_limit_argument, limits_from_args, reports_os_errors
 
 # The defaults of the download modules, written here so that parsing does not import them
 # (they load urllib and ssl); tests/test_cli.py checks that they agree.
@@ -41,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kaggle.add_argument("--force", action="store_true", help="download again even if the files are there")
     kaggle.add_argument("--keep-archives", action="store_true", help="keep the zips after extracting them")
     kaggle.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_limit_argument(kaggle)
     kaggle.set_defaults(func=_run_kaggle)
 
     swan = add_command(
@@ -63,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     swan.add_argument("--retries", type=int, default=5, help="failed attempts in a row before giving up")
     swan.add_argument("--keep-archives", action="store_true", help="keep the .tar.gz after extraction")
     swan.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_limit_argument(swan)
     swan.set_defaults(func=_run_swan_sf)
 
 
@@ -70,22 +73,24 @@ def _progress(args: argparse.Namespace) -> bool | None:
     return False if args.no_progress else None
 
 
+@reports_os_errors
 def _run_kaggle(args: argparse.Namespace) -> int:
     from flareseq.data.download.kaggle import download_kaggle
 
     files = download_kaggle(args.dest, competition=args.competition, force=args.force,
-                            keep_archives=args.keep_archives, progress=_progress(args))
+                            keep_archives=args.keep_archives, progress=_progress(args), limits=limits_from_args(args))
     for name, path in files.items():
         print(f"{name}: {path} ({path.stat().st_size:,} bytes)")
     return 0
 
 
+@reports_os_errors
 def _run_swan_sf(args: argparse.Namespace) -> int:
     from flareseq.data.download.dataverse import download_swan_sf
 
     results = download_swan_sf(args.dest, args.partitions, base_url=args.base_url, doi=args.doi,
                                keep_archives=args.keep_archives, retries=args.retries,
-                               progress=_progress(args))
+                               progress=_progress(args), limits=limits_from_args(args))
     for partition, extracted in results.items():
         where = ", ".join(str(p) for p in extracted.paths)
         print(f"partition {partition}: {extracted.n_files:,} files in {where} (from {extracted.archive})")

@@ -51,7 +51,9 @@ def detect_format(path: str | PathLike[str]) -> str:
     if path.is_dir():
         if is_store(path):
             return "store"
-        if any(path.rglob("*.csv")):
+        from flareseq.data.swansf import list_sample_files
+
+        if list_sample_files(path):
             return "swansf"
         raise UnsupportedInputError(f"{path}: expected {SUPPORTED}; found a directory with neither "
                                     "manifest.json nor .csv sample files.")
@@ -116,9 +118,9 @@ def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
 
         dataset = read_kaggle(path, on_error=on_error, progress=progress, skips=skips)
     elif Path(path).is_file() and Path(path).suffix.lower() == ".csv":
-        from flareseq.data.swansf import _to_dataset, parse_sample
+        from flareseq.data.swansf import _to_dataset, read_swansf_file
 
-        sample = parse_sample(Path(path).read_text(), path=str(path), name=Path(path).name)
+        sample = read_swansf_file(path)
         dataset = _to_dataset([sample], Path(path).parent.name, sample.X.shape[0])
     else:
         from flareseq.data.swansf import read_swansf
@@ -132,28 +134,36 @@ def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
     return dataset
 
 
-def summarize_path(path: str | PathLike[str], *, on_error: str = "raise", progress: bool | None = None) -> dict:
+def summarize_path(path: str | PathLike[str], *, on_error: str = "raise", progress: bool | None = None,
+                   limits=None) -> dict:
     """:func:`flareseq.data.summary.summarize` figures of one input, plus ``n_negative``; a store is
-    summarised from its manifest, without reading its arrays, a file batch by batch."""
+    summarised from its manifest, without reading its arrays, once its parts' row counts, labels
+    and folds have been checked against it (``checked`` says so), a file batch by batch
+    (``limits``: :class:`~flareseq.data.limits.ReadLimits` for archives)."""
     from flareseq.data.summary import summarize
 
     if detect_format(path) == "store":
         from flareseq.data.store import read_manifest
+        from flareseq.data.store_verify import cross_check_counts
 
         m = read_manifest(path)
+        note = cross_check_counts(path, m)  # an edited manifest must not be printed as fact
         c = m["counts"]
-        return _with_pcc({"n_samples": c["n_samples"], "n_positive": c["n_positive"], "n_negative": c["n_negative"],
-                          "n_unlabelled": c["n_unlabelled"], "n_timesteps": m["n_timesteps"],
-                          "n_features": len(m["feature_names"]), "n_missing_values": c["n_missing_values"]})
+        figures = _with_pcc({"n_samples": c["n_samples"], "n_positive": c["n_positive"],
+                             "n_negative": c["n_negative"], "n_unlabelled": c["n_unlabelled"],
+                             "n_timesteps": m["n_timesteps"], "n_features": len(m["feature_names"]),
+                             "n_missing_values": c["n_missing_values"]})
+        figures["checked"] = note
+        return figures
     fmt = detect_format(path)
     if fmt == "kaggle":  # streamed: counts only, constant memory for a 13 GB file
         from flareseq.data.kaggle import iter_kaggle_batches
 
-        batches = iter_kaggle_batches(path, on_error=on_error, progress=progress)
+        batches = iter_kaggle_batches(path, on_error=on_error, progress=progress, limits=limits)
     elif Path(path).is_dir() or not Path(path).suffix.lower() == ".csv":
         from flareseq.data.swansf import iter_swansf_batches
 
-        batches = iter_swansf_batches(path, on_error=on_error, progress=progress)
+        batches = iter_swansf_batches(path, on_error=on_error, progress=progress, limits=limits)
     else:
         batches = iter([load_dataset(path, aux=False)])
     figures = None
@@ -174,12 +184,12 @@ def summarize_path(path: str | PathLike[str], *, on_error: str = "raise", progre
 
 
 def summarize_paths(paths: Sequence[str | PathLike[str]], *, on_error: str = "raise",
-                    progress: bool | None = None) -> tuple[dict, dict]:
+                    progress: bool | None = None, limits=None) -> tuple[dict, dict]:
     """The summed figures of several inputs and each input's own: ``(total, {path: figures})``.
     Inputs of different lengths or feature counts cannot be added up."""
     from flareseq.errors import FlareseqError
 
-    per_path = {str(p): summarize_path(p, on_error=on_error, progress=progress) for p in paths}
+    per_path = {str(p): summarize_path(p, on_error=on_error, progress=progress, limits=limits) for p in paths}
     shapes = {(s["n_timesteps"], s["n_features"]) for s in per_path.values()}
     if len(shapes) > 1:
         raise FlareseqError(f"cannot add up inputs of different shapes (timesteps, features): {sorted(shapes)}; "

@@ -44,6 +44,7 @@ from flareseq.data.kaggle import (
     parse_kaggle_chunk,
 )
 from flareseq.data.kaggle_fast import SCANNER_NOTE, scan_chunk
+from flareseq.data.limits import ReadLimits, current_limits, limit_error
 from flareseq.data.schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS
 from flareseq.data.skips import SkipLog, check_on_error
 from flareseq.errors import ConfigError
@@ -70,6 +71,7 @@ def ingest(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     n_timesteps: int = N_KAGGLE_TIMESTEPS,
     engine: str = "local",
+    limits: ReadLimits | None = None,
     **spark_options,
 ) -> IngestReport:
     """Read every input (Kaggle JSON lines, SWAN-SF directories or archives, stores) into a
@@ -92,6 +94,9 @@ def ingest(
     engine : ``"local"`` (this machine's cores) or ``"spark"``: the same store written by
         :func:`flareseq.data.spark.ingest.ingest_spark`, which takes ``spark_options`` (``master``,
         ``fraction``, ``stratify``, ``seed``, ``spark``, ``spark_conf``, ``staging_dir``).
+    limits : caps on what an input may make flareseq read (archive members, compression
+        ratio, sample files, line length); see :mod:`flareseq.data.limits`. Default:
+        ``$FLARESEQ_LIMITS`` or the built-in defaults.
 
     Returns
     -------
@@ -141,24 +146,26 @@ def ingest(
     started = time.perf_counter()
     skips = SkipLog()
     report = IngestReport(Path(out), {}, skips, 0.0, 0, workers)
-    pool = _Pool(workers, chunk_bytes)
+    limits = current_limits(limits)
+    pool = _Pool(workers, chunk_bytes, limits)
     try:
         with StoreWriter(out, feature_names=feature_names, n_timesteps=steps, overwrite=overwrite,
                          aux_types=aux_types, protect=paths) as writer:
             for path, fmt in zip(paths, formats):
                 writer.new_part()
                 if fmt == "kaggle":
-                    for source in kaggle_sources(path):
+                    for source in kaggle_sources(path, limits):
                         info = _ingest_kaggle(source, writer, pool, on_error, skips, n_timesteps, progress, report)
                         writer.add_source(info)
                 elif fmt == "swansf":
                     counts: dict = {"n_records": 0, "n_read": 0}
                     before = len(skips)
                     if Path(path).is_dir() and workers > 1:
-                        batches = _swansf_in_parallel(path, pool, on_error, skips, n_timesteps, progress, counts)
+                        batches = _swansf_in_parallel(path, pool, on_error, skips, n_timesteps, progress, counts,
+                                                      limits)
                     else:
                         batches = iter_swansf_batches(path, on_error=on_error, skips=skips, n_timesteps=n_timesteps,
-                                                      progress=progress, counts=counts)
+                                                      progress=progress, counts=counts, limits=limits)
                     for batch in batches:
                         writer.write(batch)
                     report.input_bytes += _size(path)
@@ -194,8 +201,9 @@ def _store_aux_types(path: Path, manifest: dict) -> dict:
 
 
 def _size(path: Path) -> int:
+    """Bytes of an input: a folder's regular files (links and special files are not read)."""
     if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return sum(f.lstat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
     return path.stat().st_size
 
 
@@ -233,24 +241,28 @@ def _ingest_kaggle(source: ByteSource, writer: StoreWriter, pool: _Pool, on_erro
 
 
 def _swansf_in_parallel(path: Path, pool: _Pool, on_error: str, skips: SkipLog, n_timesteps: int,
-                        progress: bool | None, counts: dict):
+                        progress: bool | None, counts: dict, limits: ReadLimits):
     """A SWAN-SF folder's files (sorted by path, as the serial reader) parsed by the workers
     in batches, yielded in order; a small folder is read in this process."""
     from tqdm.auto import tqdm
 
-    from flareseq.data.swansf import iter_swansf_batches, parse_swansf_files
+    from flareseq.data.swansf import (
+        iter_swansf_batches,
+        list_sample_files,
+        parse_swansf_files,
+    )
 
-    files = [str(f) for f in sorted(Path(path).rglob("*.csv"))]  # the serial reader's order
+    files = [str(f) for f in list_sample_files(path)]  # the serial reader's order
     if len(files) < 4 * SWANSF_FILES_PER_TASK:  # not worth the workers' start-up
         yield from iter_swansf_batches(path, on_error=on_error, skips=skips, n_timesteps=n_timesteps,
-                                       progress=progress, counts=counts)
+                                       progress=progress, counts=counts, limits=limits)
         return
     source = Path(path).name
     groups = [files[i : i + SWANSF_FILES_PER_TASK] for i in range(0, len(files), SWANSF_FILES_PER_TASK)]
     with tqdm(total=len(files), unit=" files", desc=f"ingesting {source}", disable=_progress_disabled(progress),
               leave=False) as bar:
         for group, (dataset, skipped) in zip(groups, pool.map_ordered(parse_swansf_files, groups, source, on_error,
-                                                                       n_timesteps)):
+                                                                       n_timesteps, str(path), limits)):
             counts["n_records"] += len(group)
             counts["n_read"] += 0 if dataset is None else dataset.n_samples
             skips.extend(skipped)
@@ -266,9 +278,10 @@ class _Pool:
     """Worker threads and processes (each started on first use) that parse chunks, results
     in input order."""
 
-    def __init__(self, workers: int, chunk_bytes: int) -> None:
+    def __init__(self, workers: int, chunk_bytes: int, limits: ReadLimits | None = None) -> None:
         self.workers = workers
         self.chunk_bytes = chunk_bytes
+        self.max_line_bytes = current_limits(limits).max_line_bytes
         self._executor: ProcessPoolExecutor | None = None
         self._threads: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()  # scanning threads may start the processes
@@ -324,7 +337,8 @@ class _Pool:
             return
         if self.workers == 1 or small:
             with source.open() as stream:
-                for data in iter_line_chunks(stream, self.chunk_bytes):
+                for data in iter_line_chunks(stream, self.chunk_bytes, max_line_bytes=self.max_line_bytes,
+                                             name=source.name):
                     yield parse_kaggle_chunk(data, path=source.name, on_error=on_error, n_timesteps=n_timesteps), len(data)
             return
         executor = self._get()
@@ -332,8 +346,8 @@ class _Pool:
         limit = 2 * self.workers
         if source.plain_path is not None:
             ranges = [(start, min(start + self.chunk_bytes, size)) for start in range(0, size, self.chunk_bytes)]
-            tasks = ((executor.submit(_parse_range, str(source.plain_path), a, b, source.name, on_error, n_timesteps),
-                      b - a) for a, b in ranges[1:])
+            tasks = ((executor.submit(_parse_range, str(source.plain_path), a, b, source.name, on_error, n_timesteps,
+                                      self.max_line_bytes), b - a) for a, b in ranges[1:])
             # the workers take a while to start (a fresh interpreter each): meanwhile the
             # parent parses the first range itself
             for _ in range(limit):
@@ -341,11 +355,13 @@ class _Pool:
                 if task is not None:
                     window.append(task)
             first = ranges[0]
-            yield _parse_range(str(source.plain_path), *first, source.name, on_error, n_timesteps), first[1] - first[0]
+            yield (_parse_range(str(source.plain_path), *first, source.name, on_error, n_timesteps, self.max_line_bytes),
+                   first[1] - first[0])
         else:
             def compressed_tasks():
                 with source.open() as stream:
-                    for data in iter_line_chunks(stream, self.chunk_bytes):
+                    for data in iter_line_chunks(stream, self.chunk_bytes, max_line_bytes=self.max_line_bytes,
+                                                 name=source.name):
                         yield executor.submit(_parse_bytes, data, source.name, on_error, n_timesteps), len(data)
             tasks = compressed_tasks()
         yield from _in_order(tasks, limit, window)
@@ -368,12 +384,14 @@ class _Pool:
             path = str(source.plain_path)
             ranges = [(start, min(start + self.chunk_bytes, source.size))
                       for start in range(0, source.size, self.chunk_bytes)]
-            tasks = ((threads.submit(task, lambda a=a, b=b: _read_range_reused(path, a, b)), b - a)
+            tasks = ((threads.submit(task, lambda a=a, b=b: _read_range_reused(path, a, b, self.max_line_bytes,
+                                                                               source.name)), b - a)
                      for a, b in ranges)
         else:
             def compressed_tasks():
                 with source.open() as stream:
-                    for data in iter_line_chunks(stream, self.chunk_bytes):
+                    for data in iter_line_chunks(stream, self.chunk_bytes, max_line_bytes=self.max_line_bytes,
+                                                 name=source.name):
                         yield threads.submit(task, lambda data=data: data), len(data)
             tasks = compressed_tasks()
         yield from _in_order(tasks, 2 * self.workers)
@@ -401,12 +419,12 @@ def _in_order(tasks, limit: int, window: deque | None = None):
 _thread_buffers = threading.local()
 
 
-def _read_range_reused(path: str, start: int, end: int) -> memoryview:
+def _read_range_reused(path: str, start: int, end: int, max_line_bytes: int, name: str) -> memoryview:
     """:func:`_read_range` into this thread's reusable buffer: a fresh 16 MB buffer per chunk
     costs the kernel more (zeroing new pages) than the scanner spends parsing a third of it."""
     with open(path, "rb") as handle:
-        first = _line_start(handle, start)
-        n = max(0, _line_start(handle, end) - first)
+        first = _line_start(handle, start, max_line_bytes, name)
+        n = max(0, _line_start(handle, end, max_line_bytes, name) - first)
         buffer = getattr(_thread_buffers, "buffer", None)
         if buffer is None or len(buffer) < n:
             buffer = _thread_buffers.buffer = bytearray(n + (n >> 4))
@@ -427,31 +445,43 @@ def _scanned_chunk(data: bytes | memoryview, n_timesteps: int) -> ParsedChunk | 
     return None if result is None else ParsedChunk.from_fast(result)
 
 
-def _read_range(path: str, start: int, end: int) -> bytes:
+def _read_range(path: str, start: int, end: int, max_line_bytes: int, name: str) -> bytes:
     """The lines that *start* in ``[start, end)`` of a plain file, in one read (no copy to
     append the last line's tail)."""
     with open(path, "rb") as handle:
-        first = _line_start(handle, start)
-        last = _line_start(handle, end)
+        first = _line_start(handle, start, max_line_bytes, name)
+        last = _line_start(handle, end, max_line_bytes, name)
         if last <= first:
             return b""
         handle.seek(first)
         return handle.read(last - first)
 
 
-def _line_start(handle, position: int) -> int:
-    """The offset of the first line that starts at or after ``position``."""
+def _line_start(handle, position: int, max_line_bytes: int, name: str) -> int:
+    """The offset of the first line that starts at or after ``position`` (the rest of the
+    line that started before is skipped in bounded steps: a file without line breaks must
+    not be read into memory whole)."""
     if position <= 0:
         return 0
     handle.seek(position - 1)
-    handle.readline()  # the rest of the line that started before `position` (or just its newline)
-    return handle.tell()
+    skipped = 0
+    while True:
+        piece = handle.readline(1 << 20)
+        skipped += len(piece)
+        if not piece or piece.endswith(b"\n"):
+            return handle.tell()
+        if skipped > max_line_bytes:
+            raise limit_error(name, limit_name="max_line_bytes",
+                              expected=f"JSON lines of at most {max_line_bytes:,} bytes (a Kaggle record is ~40 KB)",
+                              found=f"a line of more than {skipped:,} bytes without a line break (at byte {position:,})")
 
 
 def _parse_bytes(data: bytes, name: str, on_error: str, n_timesteps: int) -> ParsedChunk:
     return parse_kaggle_chunk(data, path=name, on_error=on_error, n_timesteps=n_timesteps)
 
 
-def _parse_range(path: str, start: int, end: int, name: str, on_error: str, n_timesteps: int) -> ParsedChunk:
+def _parse_range(path: str, start: int, end: int, name: str, on_error: str, n_timesteps: int,
+                 max_line_bytes: int) -> ParsedChunk:
     """Parse the lines that *start* in ``[start, end)`` of a plain file."""
-    return parse_kaggle_chunk(_read_range(path, start, end), path=name, on_error=on_error, n_timesteps=n_timesteps)
+    return parse_kaggle_chunk(_read_range(path, start, end, max_line_bytes, name), path=name, on_error=on_error,
+                              n_timesteps=n_timesteps)

@@ -13,9 +13,9 @@ strict parser here, which names the file, line and field of any error.
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
+import stat
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -28,6 +28,17 @@ import numpy as np
 import orjson
 
 from flareseq.data.kaggle_fast import make_layout, parse_chunk_fast
+from flareseq.data.limits import (
+    ArchiveBudget,
+    LimitedStream,
+    ReadLimits,
+    check_ratio,
+    clip,
+    current_limits,
+    limit_error,
+    open_decompressed,
+    shorten,
+)
 from flareseq.data.schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS, UNLABELLED
 from flareseq.data.skips import SkipLog, SkippedRecord, check_on_error
 from flareseq.errors import DataFormatError
@@ -62,9 +73,14 @@ def load_json_line(line: bytes, *, path: str, line_number: int) -> object:
         pass
     try:  # the stdlib parser accepts NaN/Infinity and gives a clearer position
         return json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, int too long
         # the position within the line (the stdlib counts the line as "line 1")
-        why = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        if isinstance(exc, json.JSONDecodeError):
+            why = f"{exc.msg} at column {exc.colno}"
+        elif isinstance(exc, RecursionError):  # orjson stops at depth 1024, the stdlib overflows
+            why = "values nested deeper than any Kaggle record (hundreds of levels)"
+        else:
+            why = shorten(str(exc), 100)
         snippet = line[:60].decode("utf-8", "replace")
         raise DataFormatError(
             path, line=line_number, expected="one JSON object per line (Kaggle BigData Cup layout)",
@@ -89,13 +105,13 @@ def record_from_object(obj: object, *, path: str, line_number: int, n_timesteps:
         raise fail(None, "a JSON object per line", f"a {type(obj).__name__}")
     sample_id = obj.get("id")
     if sample_id is None or isinstance(sample_id, bool) or not isinstance(sample_id, (int, str)):
-        raise fail("id", "an integer or string sample id", "no id" if sample_id is None else repr(sample_id))
+        raise fail("id", "an integer or string sample id", "no id" if sample_id is None else clip(sample_id))
     label = obj.get("classNum", UNLABELLED)
     if "classNum" in obj and (isinstance(label, bool) or label not in (0, 1)):
-        raise fail("classNum", "0 or 1", repr(label))
+        raise fail("classNum", "0 or 1", clip(label))
     fold = obj.get("fold")
     if fold is not None and (isinstance(fold, bool) or not isinstance(fold, int)):
-        raise fail("fold", "an integer fold number", repr(fold))
+        raise fail("fold", "an integer fold number", clip(fold))
     values = obj.get("values")
     if not isinstance(values, dict):
         raise fail("values", "an object of the 25 parameter series",
@@ -106,8 +122,8 @@ def record_from_object(obj: object, *, path: str, line_number: int, n_timesteps:
                    f"no {missing[0]!r} ({len(KAGGLE_PARAMETERS) - len(missing)} of {len(KAGGLE_PARAMETERS)} present)")
     extra = [k for k in values if k not in _PARAMETER_SET]
     if extra:
-        raise fail(extra[0], f"only the {len(KAGGLE_PARAMETERS)} parameters of the schema",
-                   f"the unknown parameter {extra[0]!r}")
+        raise fail(shorten(extra[0], 40), f"only the {len(KAGGLE_PARAMETERS)} parameters of the schema",
+                   f"the unknown parameter {clip(extra[0])}")
     step_keys = [str(t) for t in range(n_timesteps)]
     rows = []
     for p in KAGGLE_PARAMETERS:
@@ -123,13 +139,13 @@ def record_from_object(obj: object, *, path: str, line_number: int, n_timesteps:
         absent = [k for k in step_keys if k not in series]
         if absent:
             odd = [k for k in series if k not in step_keys][:3]
-            raise fail(p, f'time-step keys "0".."{n_timesteps - 1}"', f"no key {absent[0]!r} (other keys: {odd})")
+            raise fail(p, f'time-step keys "0".."{n_timesteps - 1}"', f"no key {absent[0]!r} (other keys: {clip(odd)})")
         rows.append([series[k] for k in step_keys])  # keys out of order: take them by name
     if {type(v) for row in rows for v in row} - set(_NUMBER_TYPES):
         for p, row in zip(KAGGLE_PARAMETERS, rows):
             for t, v in enumerate(row):
                 if not isinstance(v, _NUMBER_TYPES) or isinstance(v, bool):
-                    raise fail(f'{p}["{t}"]', "a number or NaN", repr(v))
+                    raise fail(f'{p}["{t}"]', "a number or NaN", clip(v))
     try:
         X64 = np.array(rows, dtype=np.float64).T
     except OverflowError:
@@ -302,33 +318,70 @@ def is_kaggle_path(path: Path) -> bool:
     return name.endswith(KAGGLE_SUFFIXES) or name.endswith(tuple(s + ".gz" for s in KAGGLE_SUFFIXES))
 
 
-def kaggle_sources(path: str | PathLike[str]) -> list[ByteSource]:
+def kaggle_sources(path: str | PathLike[str], limits: ReadLimits | None = None) -> list[ByteSource]:
     """The JSON-lines streams in ``path`` (a ``.json``/``.jsonl`` file, its ``.gz``, or a
-    ``.zip`` of such files, in the archive's order)."""
+    ``.zip`` of such files, in the archive's order). Compressed streams are read under
+    ``limits`` (:mod:`flareseq.data.limits`): a member that expands beyond them stops."""
+    limits = current_limits(limits)
     path = Path(path)
     size = path.stat().st_size
     name = path.name.lower()
     if name.endswith(".gz"):
-        return [ByteSource(str(path), lambda: gzip.open(path, "rb"), size)]
+        return [ByteSource(str(path), lambda: open_decompressed(path, limits=limits, require="gzip"), size)]
     if name.endswith(".zip"):
-        with zipfile.ZipFile(path) as archive:
-            members = [m for m in archive.infolist() if not m.is_dir() and m.filename.lower().endswith(KAGGLE_SUFFIXES)]
-        return [ByteSource(f"{path}:{m.filename}", _zip_opener(path, m.filename), m.compress_size) for m in members]
+        return _zip_sources(path, size, limits)
     return [ByteSource(str(path), lambda: open(path, "rb"), size, plain_path=path)]
 
 
-def _zip_opener(path: Path, member: str):
-    def open_member():
+def _zip_sources(path: Path, size: int, limits: ReadLimits) -> list[ByteSource]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if not m.is_dir() and m.filename.lower().endswith(KAGGLE_SUFFIXES)]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataFormatError(path, expected="a complete zip archive", found=shorten(f"{type(exc).__name__}: {exc}", 120),
+                              hint="Download or copy it again.") from None
+    budget = ArchiveBudget(str(path), limits)
+    for m in members:  # the sizes the archive declares, before anything is read
+        where = f"{path}:{m.filename}"
+        kind = stat.S_IFMT(m.external_attr >> 16)
+        if kind not in (0, stat.S_IFREG):
+            raise DataFormatError(where, expected="a regular file in the archive",
+                                  found="a symbolic link or special file", hint="Repack the archive with regular files.")
+        if m.file_size > limits.max_member_bytes:
+            raise limit_error(where, limit_name="max_member_bytes",
+                              expected=f"a member of at most {limits.max_member_bytes:,} bytes",
+                              found=f"one that declares {m.file_size:,} bytes")
+        check_ratio(where, m.file_size, min(m.compress_size, size), limits)
+    return [ByteSource(f"{path}:{m.filename}", _zip_opener(path, m, size, limits, budget), m.compress_size)
+            for m in members]
+
+
+def _zip_opener(path: Path, member: zipfile.ZipInfo, size: int, limits: ReadLimits, budget: ArchiveBudget):
+    def open_member() -> LimitedStream:
         archive = zipfile.ZipFile(path)
-        handle = archive.open(member)
-        handle._flareseq_archive = archive  # keep the archive open as long as the member
-        return handle
+        try:
+            handle = archive.open(member)
+        except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as exc:  # damaged, unsupported, encrypted
+            archive.close()
+            raise DataFormatError(f"{path}:{member.filename}", expected="a readable zip member",
+                                  found=shorten(f"{type(exc).__name__}: {exc}", 120), hint="Repack the archive.") from None
+        # the compressed size the archive declares, at most the archive's own size
+        return LimitedStream(handle, name=f"{path}:{member.filename}", limits=limits,
+                             compressed=min(member.compress_size, size), budget=budget, closes=(archive,))
     return open_member
 
 
-def iter_line_chunks(stream: io.BufferedIOBase, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[bytes]:
-    """Chunks of whole lines (each ends with a newline except perhaps the very last)."""
+def iter_line_chunks(stream: io.BufferedIOBase, chunk_bytes: int = DEFAULT_CHUNK_BYTES, *,
+                     max_line_bytes: int | None = None, name: str = "<input>") -> Iterator[bytes]:
+    """Chunks of whole lines (each ends with a newline except perhaps the very last).
+
+    A line longer than ``max_line_bytes`` (default: :class:`ReadLimits`) stops with a
+    :class:`~flareseq.data.limits.LimitError` naming it: a file without newlines must not
+    be gathered into memory whole.
+    """
+    max_line_bytes = current_limits().max_line_bytes if max_line_bytes is None else max_line_bytes
     rest = b""
+    n_lines = 0
     while True:
         block = stream.read(chunk_bytes)
         if not block:
@@ -337,11 +390,23 @@ def iter_line_chunks(stream: io.BufferedIOBase, chunk_bytes: int = DEFAULT_CHUNK
         cut = block.rfind(b"\n") + 1
         if cut == 0:
             rest = block
+            if len(rest) > max_line_bytes:
+                raise _long_line(name, n_lines + 1, len(rest), max_line_bytes)
             continue
         rest = block[cut:]
-        yield block[:cut]
+        if len(rest) > max_line_bytes:
+            raise _long_line(name, n_lines + block.count(b"\n") + 1, len(rest), max_line_bytes)
+        chunk = block[:cut]
+        n_lines += chunk.count(b"\n")
+        yield chunk
     if rest:
         yield rest
+
+
+def _long_line(name: str, line: int, length: int, limit: int):
+    return limit_error(name, line=line, limit_name="max_line_bytes",
+                       expected=f"a JSON line of at most {limit:,} bytes (a Kaggle record is ~40 KB)",
+                       found=f"a line of more than {length:,} bytes without a line break")
 
 
 def empty_file_error(name: str) -> DataFormatError:
@@ -359,6 +424,7 @@ def iter_kaggle_batches(
     n_timesteps: int = N_KAGGLE_TIMESTEPS,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     progress: bool | None = None,
+    limits: ReadLimits | None = None,
 ) -> Iterator[FlareDataset]:
     """Stream a Kaggle file as :class:`FlareDataset` batches of at most ``batch_size`` samples.
 
@@ -368,14 +434,18 @@ def iter_kaggle_batches(
     on_error : ``"raise"`` stops at the first bad record with a :class:`DataFormatError`;
         ``"skip"`` goes on and appends each skipped record to ``skips``.
     progress : a tqdm bar on stderr; ``None`` shows it only on a terminal.
+    limits : caps on archive members, compression ratio and line length
+        (:class:`~flareseq.data.limits.ReadLimits`; default: ``$FLARESEQ_LIMITS`` or the defaults).
     """
     check_on_error(on_error)
     skips = skips if skips is not None else SkipLog()
-    for source in kaggle_sources(path):
-        yield from _iter_source(source, batch_size, on_error, skips, n_timesteps, chunk_bytes, progress)
+    limits = current_limits(limits)
+    for source in kaggle_sources(path, limits):
+        yield from _iter_source(source, batch_size, on_error, skips, n_timesteps, chunk_bytes, progress,
+                                limits.max_line_bytes)
 
 
-def _iter_source(source: ByteSource, batch_size, on_error, skips, n_timesteps, chunk_bytes, progress):
+def _iter_source(source: ByteSource, batch_size, on_error, skips, n_timesteps, chunk_bytes, progress, max_line_bytes):
     from tqdm.auto import tqdm
 
     duplicates = DuplicateIdFilter(source.name)
@@ -383,8 +453,7 @@ def _iter_source(source: ByteSource, batch_size, on_error, skips, n_timesteps, c
     offset = n_records = 0
     with source.open() as stream, tqdm(total=source.size or None, unit="B", unit_scale=True, desc=f"reading {label}",
                                        disable=_progress_disabled(progress), leave=False) as bar:
-        raw = getattr(stream, "fileobj", None) or getattr(stream, "_fileobj", None)
-        for data in iter_line_chunks(stream, chunk_bytes):
+        for data in iter_line_chunks(stream, chunk_bytes, max_line_bytes=max_line_bytes, name=source.name):
             chunk = parse_kaggle_chunk(data, path=source.name, on_error=on_error, n_timesteps=n_timesteps).rebase(offset)
             offset += chunk.n_lines
             if chunk.error is not None:
@@ -392,7 +461,9 @@ def _iter_source(source: ByteSource, batch_size, on_error, skips, n_timesteps, c
             chunk = duplicates.apply(chunk, on_error)
             skips.extend(chunk.skipped)
             n_records += chunk.n_lines - chunk.n_blank
-            bar.update((raw.tell() if raw is not None else bar.n + len(data)) - bar.n)
+            # a gzip stream counts its compressed bytes as it goes; a zip member only declares them
+            compressed = stream.compressed_bytes if callable(getattr(stream, "compressed", None)) else None
+            bar.update((compressed if compressed is not None else bar.n + len(data)) - bar.n)
             for start in range(0, chunk.n_samples, batch_size):
                 yield chunk.keep(slice(start, start + batch_size)).to_dataset(label)
     if n_records == 0:

@@ -84,7 +84,7 @@ class FastLayout:
 def make_layout(line: bytes, obj: dict, n_timesteps: int) -> FastLayout | None:
     """The layout of ``line`` (already parsed by the strict parser into ``obj``), or ``None``
     when the line is not canonical (keys reordered, other top-level keys, ...)."""
-    if not isinstance(obj, dict):  # valid JSON but no sample (``false``, a list): the strict path says so
+    if not isinstance(obj, dict):  # a scalar or list line: the strict parser says what is wrong
         return None
     keys = list(obj)
     if not keys or keys[-1] != "values" or any(k not in _HEADER_KEYS for k in keys[:-1]):

@@ -16,11 +16,13 @@ interrupted ingest never leaves a store that reads as complete.
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import os
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
 
@@ -28,54 +30,50 @@ import numpy as np
 import pandas as pd
 
 from flareseq import __version__
-from flareseq.data.dataset import FlareDataset, empty_meta
+from flareseq.data.dataset import FlareDataset
 from flareseq.data.hashing import ContentHasher, content_hash, sample_digests  # noqa: F401 (re-exported)
 from flareseq.data.schema import STORE_SCHEMA_VERSION, UNLABELLED
 from flareseq.data.skips import SkipLog
+
+# The store's other modules, re-exported: `from flareseq.data.store import ...` gives the whole API.
+from flareseq.data.store_files import (  # noqa: F401
+    check_not_inside,
+    check_replaceable,
+    recover_leftovers,
+    remove_store_files,
+)
+from flareseq.data.store_format import (  # noqa: F401
+    AUX_PREFIX,
+    DIGEST_KEY,
+    MANIFEST_NAME,
+    SKIPPED_NAME,
+    arrow_schema,
+    aux_kind,
+    file_sha256,
+    is_store,
+    manifest_digest,
+    read_manifest,
+)
+from flareseq.data.store_read import iter_store_batches, read_store, table_to_dataset  # noqa: F401
+from flareseq.data.store_verify import (  # noqa: F401
+    StoreVerification,
+    StoreVerificationError,
+    verify_store,
+)
 from flareseq.errors import FlareseqWarning, StoreError
 
-__all__ = ["StoreWriter", "content_hash", "iter_store_batches", "read_manifest", "read_store", "sample_digests",
-           "write_store"]
+__all__ = ["StoreVerification", "StoreWriter", "content_hash", "iter_store_batches", "read_manifest", "read_store",
+           "sample_digests", "verify_store", "write_store"]
 
-MANIFEST_NAME = "manifest.json"
-SKIPPED_NAME = "skipped.tsv"
-AUX_PREFIX = "aux__"
 DEFAULT_ROW_GROUP_SIZE = 4096
 DEFAULT_PART_ROWS = 1_000_000
-READ_BATCH_ROWS = 65_536  # rows per Arrow batch when read_store fills X
 
 
 def _labels(dataset: FlareDataset) -> np.ndarray:
     return dataset.y if dataset.y is not None else np.full(dataset.n_samples, UNLABELLED, np.int8)
 
 
-# -- Arrow schema --------------------------------------------------------------------------
-def arrow_schema(feature_names: Sequence[str], n_timesteps: int, aux_types: dict | None = None):
-    import pyarrow as pa
-
-    fields = [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("label", pa.int8(), nullable=False),
-        pa.field("source", pa.string()),
-        pa.field("fold", pa.int64()),
-        pa.field("region", pa.string()),
-        pa.field("start", pa.timestamp("us")),
-        pa.field("end", pa.timestamp("us")),
-        pa.field("goes_class", pa.string()),
-    ]
-    fields += [pa.field(name, pa.list_(pa.float32(), n_timesteps), nullable=False) for name in feature_names]
-    for name, kind in (aux_types or {}).items():
-        inner = pa.float64() if kind == "float64" else pa.string()
-        fields.append(pa.field(AUX_PREFIX + name, pa.list_(inner, n_timesteps)))
-    meta = {"flareseq": json.dumps({"schema_version": STORE_SCHEMA_VERSION, "feature_names": list(feature_names),
-                                    "n_timesteps": n_timesteps})}
-    return pa.schema(fields, metadata=meta)
-
-
-def aux_kind(values: np.ndarray) -> str:
-    return "float64" if values.dtype.kind in "fiub" else "string"
-
-
+# -- rows -------------------------------------------------------------------------------
 def dataset_to_table(dataset: FlareDataset, schema):
     import pyarrow as pa
 
@@ -113,6 +111,18 @@ def dataset_to_table(dataset: FlareDataset, schema):
 
 
 # -- writing -------------------------------------------------------------------------------
+def _writing(method):
+    """Operating-system errors of a writer's method become a :class:`StoreError` (one
+    paragraph, exit 2) instead of a traceback."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            raise self._write_error(exc) from None
+    return wrapper
+
+
 class StoreWriter:
     """Write samples into a new store at ``path``, atomically.
 
@@ -164,9 +174,12 @@ class StoreWriter:
         self._closed = False
 
     def __enter__(self) -> StoreWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        recover_leftovers(self.path)
-        self.tmp.mkdir()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            recover_leftovers(self.path)
+            self.tmp.mkdir()
+        except OSError as exc:
+            raise self._write_error(exc) from None
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -182,6 +195,7 @@ class StoreWriter:
             raise
 
     # -- samples ---------------------------------------------------------------------
+    @_writing
     def write(self, dataset: FlareDataset) -> None:
         """Append samples (in store order)."""
         if dataset.feature_names != self.feature_names or dataset.n_timesteps != self.n_timesteps:
@@ -215,10 +229,26 @@ class StoreWriter:
         if self._pending_rows >= self.row_group_size:
             self._flush()
 
+    def _write_error(self, exc: OSError) -> StoreError:
+        """An operating-system error while writing (disk full, read-only folder, no
+        permission) as one paragraph; the partial store is removed by the caller's abort."""
+        reason = exc.strerror or str(exc)
+        fixes = {errno.ENOSPC: "Free some space or choose another --out",
+                 errno.EDQUOT: "Free some space (your disk quota is full) or choose another --out",
+                 errno.EROFS: "The file system is read-only: choose another --out",
+                 errno.EACCES: "You may not write there: choose another --out or change its permissions",
+                 errno.EPERM: "You may not write there: choose another --out or change its permissions",
+                 errno.EFBIG: "A file size limit (ulimit -f) was reached: raise it or choose another --out"}
+        fix = fixes.get(exc.errno) or next((text for code, text in fixes.items() if os.strerror(code) in reason),
+                                           "Check the folder and choose another --out if needed")
+        return StoreError(f"cannot write the store {self.path}: {reason}. {fix}; nothing of this ingest is left "
+                          "behind (inputs and other stores are untouched).")
+
     @property
     def _aux_names(self) -> list[str]:
         return [f.name[len(AUX_PREFIX):] for f in self._schema if f.name.startswith(AUX_PREFIX)]
 
+    @_writing
     def new_part(self) -> None:
         """Start a new part file for the next samples (e.g. at a new source)."""
         self._flush()
@@ -262,6 +292,7 @@ class StoreWriter:
                 f"{f.name}.list.element" for f in self._schema
                 if f.name.startswith(AUX_PREFIX) and f"{f.name}.list.element" not in floats],
             use_byte_stream_split=floats, write_statistics=["fold", "label"], version="2.6",
+            write_page_checksum=True,
         )
         self.parts.append({"file": name, "n_samples": 0})
         self._part_rows_written = 0
@@ -270,8 +301,12 @@ class StoreWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+            # the part's checksum, from the bytes on disk: readers check it before decoding
+            part = self.parts[-1]
+            part["sha256"], part["n_bytes"] = file_sha256(self.tmp / part["file"])
 
     # -- finishing -------------------------------------------------------------------
+    @_writing
     def close(self) -> dict:
         """Write the manifest last and move the store into place; returns the manifest."""
         if self._closed:
@@ -295,13 +330,27 @@ class StoreWriter:
             "parts": self.parts,
             "content_hash": self._hasher.hexdigest(),
         }
+        manifest[DIGEST_KEY] = manifest_digest(manifest)
         (self.tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         old = None
-        if self.path.exists():  # overwrite: move the old store aside, then remove what it holds
+        if self.path.exists() or self.path.is_symlink():
+            if not self.overwrite:  # another writer finished first: its store stays, this one goes
+                raise StoreError(f"{self.path} was created by another process while this ingest ran; it was kept "
+                                 "and this store was not written. Pass --overwrite to replace it, or choose another "
+                                 "--out.")
             check_replaceable(self.path)  # again: it may have changed since __init__
+            # overwrite: move the old store aside, then remove what it holds
             old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
             self.path.rename(old)
-        self.tmp.rename(self.path)
+        try:
+            self.tmp.rename(self.path)
+        except OSError as exc:
+            if old is not None:
+                old.rename(self.path)  # put the old store back
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise StoreError(f"{self.path} was created by another process at the same moment; it was kept and "
+                                 "this store was not written. Choose another --out.") from None
+            raise
         self._closed = True
         if old is not None:
             remove_store_files(old)
@@ -319,105 +368,6 @@ class StoreWriter:
             self._closed = True
 
 
-# -- what may be replaced or removed -------------------------------------------------------
-_STORE_FILE_NAMES = (MANIFEST_NAME, SKIPPED_NAME)
-_TMP_MARKERS = (".tmp-", ".old-")
-
-
-def _is_store_file(name: str) -> bool:
-    return name in _STORE_FILE_NAMES or (name.startswith("part-") and name.endswith(".parquet"))
-
-
-def check_replaceable(path: Path) -> None:
-    """Raise unless ``path`` is a complete flareseq store holding only a store's own files.
-
-    ``--overwrite`` replaces a store; it must never delete a user's folder, a plain file or
-    a store someone added their own files to.
-    """
-    if path.is_symlink() or not path.is_dir():
-        what = "a symbolic link" if path.is_symlink() else "a file"
-        raise StoreError(f"{path} is {what}, not a flareseq store; --overwrite replaces only a store. "
-                         "Choose another --out.")
-    try:
-        manifest = json.loads((path / MANIFEST_NAME).read_text())
-        is_store = isinstance(manifest, dict) and manifest.get("format") == "flareseq-store"
-    except (OSError, ValueError):
-        is_store = False
-    if not is_store:
-        raise StoreError(f"{path} exists and is not a flareseq store (no {MANIFEST_NAME} of format "
-                         "'flareseq-store'); --overwrite replaces only a store, never other folders. "
-                         "Choose another --out.")
-    foreign = sorted(p.name for p in path.iterdir() if p.is_symlink() or not p.is_file()
-                     or not _is_store_file(p.name))
-    if foreign:
-        raise StoreError(f"{path} is a flareseq store but also holds {foreign[:5]}"
-                         f"{' ...' if len(foreign) > 5 else ''}, which flareseq did not write; --overwrite "
-                         "would delete them. Move them out of the store, or choose another --out.")
-
-
-def check_not_inside(out: Path, source: Path) -> None:
-    """Refuse to write a store at or above one of its own inputs (replacing it would delete it)."""
-    out_abs, source_abs = out.resolve(), source.resolve()
-    if out_abs == source_abs or out_abs in source_abs.parents:
-        raise StoreError(f"--out {out} is {'the input' if out_abs == source_abs else 'a folder holding the input'} "
-                         f"{source}; a store is never written over its own input. Choose another --out.")
-
-
-def remove_store_files(folder: Path) -> None:
-    """Delete the files a store writer made in ``folder``, then ``folder`` if it is empty.
-
-    Only a store's own file names are removed (never ``rmtree``): anything else found there
-    stays, and so does the folder.
-    """
-    for entry in folder.iterdir():
-        if not entry.is_symlink() and entry.is_file() and _is_store_file(entry.name):
-            entry.unlink()
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
-
-
-def recover_leftovers(path: Path) -> list[str]:
-    """Deal with what killed ingests left beside ``path``; returns what was done.
-
-    ``.NAME.old-*`` is a store moved aside by an overwrite that was killed before the new one
-    took its place: put back when ``path`` is missing, else removed. ``.NAME.tmp-PID-*`` is a
-    partial store of a writer that is no longer running: removed (a live writer's is left).
-    """
-    done = []
-    for entry in sorted(path.parent.glob(f".{path.name}.*")):
-        marker = entry.name[len(path.name) + 1:]
-        if entry.is_symlink() or not entry.is_dir() or not marker.startswith(_TMP_MARKERS):
-            continue
-        if marker.startswith(".old-"):
-            if not path.exists() and (entry / MANIFEST_NAME).is_file():
-                entry.rename(path)
-                done.append(f"restored {path} from {entry.name}")
-            else:
-                remove_store_files(entry)
-                done.append(f"removed {entry.name}")
-        else:
-            pid = marker.split("-")[1] if marker.count("-") >= 2 else ""
-            if pid.isdigit() and _process_alive(int(pid)):
-                continue
-            remove_store_files(entry)
-            done.append(f"removed {entry.name}")
-    return done
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def write_store(dataset: FlareDataset, path: str | PathLike[str], *, overwrite: bool = False,
                 source: dict | None = None, protect: Sequence[str | PathLike[str]] = ()) -> dict:
     """Write one in-memory dataset as a store; returns the manifest. ``protect``: the inputs
@@ -428,188 +378,3 @@ def write_store(dataset: FlareDataset, path: str | PathLike[str], *, overwrite: 
         writer.add_source(source or {"path": "<memory>", "format": "dataset", "n_records": dataset.n_samples,
                                      "n_read": dataset.n_samples, "n_skipped": 0})
     return read_manifest(path)
-
-
-# -- reading -------------------------------------------------------------------------------
-def is_store(path: str | PathLike[str]) -> bool:
-    path = Path(path)
-    return path.is_dir() and ((path / MANIFEST_NAME).exists() or any(path.glob("part-*.parquet")))
-
-
-def read_manifest(path: str | PathLike[str]) -> dict:
-    """The manifest of a complete store; a :class:`StoreError` for anything else."""
-    path = Path(path)
-    if not path.is_dir():
-        raise StoreError(f"{path}: expected a store directory, found {'a file' if path.exists() else 'nothing'}.")
-    manifest_path = path / MANIFEST_NAME
-    if not manifest_path.exists():
-        raise StoreError(
-            f"{path}: expected a complete store with {MANIFEST_NAME}, found none: the store is incomplete "
-            "(its ingest was interrupted, failed or is still running). Run `flareseq ingest` again."
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise StoreError(f"{manifest_path}: expected a JSON manifest, found invalid JSON ({exc}).") from None
-    version = manifest.get("schema_version")
-    if manifest.get("format") != "flareseq-store" or version != STORE_SCHEMA_VERSION:
-        raise StoreError(
-            f"{manifest_path}: expected a flareseq store of schema version {STORE_SCHEMA_VERSION}, found "
-            f"format {manifest.get('format')!r} version {version!r}. Re-ingest the data with this flareseq version."
-        )
-    return manifest
-
-
-def _filters(folds: Sequence[int] | None):
-    if folds is None:
-        return None
-    return [("fold", "in", [int(f) for f in folds])]
-
-
-def _part_files(path: Path, manifest: dict) -> list[Path]:
-    files = [path / p["file"] for p in manifest["parts"]]
-    missing = [f.name for f in files if not f.exists()]
-    if missing:
-        raise StoreError(f"{path}: expected the parts listed in {MANIFEST_NAME}, found {missing} missing. "
-                         "Re-run `flareseq ingest`.")
-    return files
-
-
-
-
-def read_store(path: str | PathLike[str], *, folds: Sequence[int] | None = None,
-               aux: bool | Sequence[str] = False) -> FlareDataset:
-    """Load a store (or the samples of some folds) as a :class:`FlareDataset`.
-
-    ``X`` is allocated once at its final size and filled row group by row group, so the peak
-    memory is the arrays plus one row group (the full Kaggle folds: ~1.2 GB, not three times
-    that).
-
-    Parameters
-    ----------
-    folds : read only the samples of these folds.
-    aux : side series to load too: ``True`` (all), or their names. Off by default: models
-        never use them, and for a full SWAN-SF store they take more memory than the features
-        (16 numeric and 11 text columns per step).
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    manifest = read_manifest(path)
-    files = _part_files(path, manifest)
-    names, T = manifest["feature_names"], int(manifest["n_timesteps"])
-    columns = _columns(path, manifest, aux)
-    masks = None
-    if folds is None:
-        n = int(manifest["counts"]["n_samples"])
-    else:  # the small fold column first, so that X is allocated once at its final size
-        wanted = [int(f) for f in folds]
-        masks = [np.isin(pq.read_table(f, columns=["fold"]).column("fold").to_numpy(zero_copy_only=False), wanted)
-                 for f in files]
-        n = int(sum(int(m.sum()) for m in masks))
-    X = np.empty((n, T, len(names)), dtype=np.float32)
-    rest, pos = [], 0
-    for k, file in enumerate(files):
-        offset = 0
-        for batch in pq.ParquetFile(file).iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
-            table = pa.Table.from_batches([batch])
-            if masks is not None:
-                keep = masks[k][offset : offset + table.num_rows]
-                offset += table.num_rows
-                if not keep.all():
-                    table = table.filter(pa.array(keep))
-            rows = table.num_rows
-            if rows == 0:
-                continue
-            if pos + rows > n:
-                raise StoreError(f"{path}: expected {n} samples (manifest), found more. The store is damaged; "
-                                 "re-run `flareseq ingest`.")
-            X[pos : pos + rows] = _features_block(table, names, rows, T)
-            rest.append(table.drop_columns(names))
-            pos += rows
-    if pos != n:
-        raise StoreError(f"{path}: expected {n} samples (manifest), found {pos}. The store is damaged; "
-                         "re-run `flareseq ingest`.")
-    small = pa.concat_tables(rest) if rest else arrow_schema(names, T).empty_table().drop_columns(names)
-    return table_to_dataset(small, names, T, aux=aux, X=X)
-
-
-def _features_block(table, names: Sequence[str], rows: int, T: int) -> np.ndarray:
-    """``(rows, T, F)`` float32 from the feature columns: feature-major contiguous copies,
-    then one 2-D transpose (4x faster than writing each feature into a strided slot)."""
-    by_feature = np.empty((len(names), rows * T), dtype=np.float32)
-    for j, name in enumerate(names):
-        by_feature[j] = _fixed_list_values(table.column(name))
-    return np.ascontiguousarray(by_feature.T).reshape(rows, T, len(names))
-
-
-def _columns(path, manifest: dict, aux: bool | Sequence[str]) -> list[str]:
-    base = ["id", "label", "source", "fold", "region", "start", "end", "goes_class", *manifest["feature_names"]]
-    available = manifest.get("aux_names", [])
-    if aux is True:
-        wanted = list(available)
-    elif aux is False or aux is None:
-        wanted = []
-    else:
-        wanted = list(aux)
-        unknown = [a for a in wanted if a not in available]
-        if unknown:
-            raise StoreError(f"{path}: expected side series among {available}, found request for {unknown}.")
-    return base + [AUX_PREFIX + a for a in wanted]
-
-
-def iter_store_batches(path: str | PathLike[str], *, batch_size: int = 4096, folds: Sequence[int] | None = None,
-                       aux: bool | Sequence[str] = False) -> Iterator[FlareDataset]:
-    """Stream a store as datasets of at most ``batch_size`` samples, in store order."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    manifest = read_manifest(path)
-    wanted = None if folds is None else {int(f) for f in folds}
-    columns = _columns(path, manifest, aux)
-    for part in manifest["parts"]:
-        for batch in pq.ParquetFile(path / part["file"]).iter_batches(batch_size=batch_size, columns=columns):
-            import pyarrow as pa
-
-            table = pa.Table.from_batches([batch])
-            if wanted is not None:
-                mask = np.isin(table.column("fold").to_numpy(zero_copy_only=False), list(wanted))
-                table = table.filter(pa.array(mask))
-            if table.num_rows:
-                yield table_to_dataset(table, manifest["feature_names"], manifest["n_timesteps"], aux=aux)
-
-
-def table_to_dataset(table, feature_names: Sequence[str], n_timesteps: int, *, aux=True,
-                     X: np.ndarray | None = None) -> FlareDataset:
-    """A dataset from store rows (``X`` given when the feature columns were read already)."""
-    n, T = table.num_rows, int(n_timesteps)
-    if X is None:
-        X = _features_block(table, feature_names, n, T)
-    labels = table.column("label").to_numpy().astype(np.int8)
-    meta = empty_meta(n)
-    meta["source"] = pd.array(table.column("source").to_pylist(), dtype="string")
-    meta["fold"] = pd.array(table.column("fold").to_pandas(), dtype="Int64")
-    meta["region"] = pd.array(table.column("region").to_pylist(), dtype="string")
-    for name in ("start", "end"):
-        meta[name] = pd.to_datetime(table.column(name).to_pandas()).astype("datetime64[ns]")
-    meta["goes_class"] = pd.array(table.column("goes_class").to_pylist(), dtype="string")
-    side = {}
-    if aux:
-        for field in table.schema:
-            if field.name.startswith(AUX_PREFIX):
-                column = table.column(field.name).combine_chunks()
-                values = column.flatten().to_numpy(zero_copy_only=False)
-                if str(field.type.value_type) == "double":
-                    values = values.astype(np.float64)
-                else:
-                    values = values.astype(object)
-                side[field.name[len(AUX_PREFIX):]] = values.reshape(n, T)
-    y = None if n and (labels == UNLABELLED).all() else labels
-    return FlareDataset(X=X, y=y, ids=np.asarray(table.column("id").to_numpy(zero_copy_only=False)).astype(str),
-                        feature_names=tuple(feature_names), meta=meta, aux=side)
-
-
-def _fixed_list_values(column) -> np.ndarray:
-    column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
-    return column.flatten().to_numpy(zero_copy_only=False)

@@ -15,7 +15,9 @@ used as a feature, because several of them are the label's own source.
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -27,6 +29,19 @@ import numpy as np
 import pandas as pd
 
 from flareseq.data.dataset import FlareDataset, concat_datasets, empty_meta
+from flareseq.data.limits import (
+    STREAM_ERRORS,
+    ArchiveBudget,
+    LimitedStream,
+    ReadLimits,
+    check_ratio,
+    clip,
+    current_limits,
+    damaged_stream_error,
+    limit_error,
+    open_decompressed,
+    shorten,
+)
 from flareseq.data.schema import KAGGLE_PARAMETERS, N_KAGGLE_TIMESTEPS, UNLABELLED
 from flareseq.data.skips import SkipLog, SkippedRecord, check_on_error
 from flareseq.errors import DataFormatError, UnsupportedInputError
@@ -65,13 +80,13 @@ def parse_sample_name(name: str, *, path: str | None = None) -> SampleName:
     where = path or name
     if match is None:
         raise DataFormatError(where, field="file name", expected=f"a SWAN-SF sample name {NAME_FORMAT}",
-                              found=repr(name), hint=_SKIP_HINT)
+                              found=clip(name), hint=_SKIP_HINT)
     cls = match["cls"]
     try:
         start, end = pd.Timestamp(match["start"]), pd.Timestamp(match["end"])
     except ValueError:
         raise DataFormatError(where, field="file name", expected="ISO times in st[...] and et[...]",
-                              found=f"{match['start']!r} and {match['end']!r}", hint=_SKIP_HINT) from None
+                              found=f"{clip(match['start'], 40)} and {clip(match['end'], 40)}", hint=_SKIP_HINT) from None
     goes = "NF" if cls == "NF" else f"{cls}{match['mag'] or ''}"
     return SampleName(goes, int(cls in ("M", "X")), match["harp"], start, end)
 
@@ -110,7 +125,7 @@ def parse_sample(text: str, *, path: str, name: str, n_timesteps: int = N_KAGGLE
     if missing:
         raise DataFormatError(path, line=1, field=missing[0], expected=f"the {len(KAGGLE_PARAMETERS)} parameter columns "
                               "(24 SHARP keywords and XR_MAX) in a tab-separated header",
-                              found=f"no column {missing[0]!r} (header: {header[:4]}...)", hint=_SKIP_HINT)
+                              found=f"no column {missing[0]!r} (header: {clip(header[:4])})", hint=_SKIP_HINT)
     rows = [line.split("\t") for line in lines[1:] if line.strip()]
     if len(rows) != n_timesteps:
         raise DataFormatError(path, field="rows", expected=f"a series of {n_timesteps} time steps (rows)",
@@ -145,33 +160,152 @@ def _numbers(values, path: str, column: str) -> np.ndarray:
             out[t] = float(v)
         except ValueError:
             raise DataFormatError(path, line=t + 2, field=column, expected="a number or an empty cell",
-                                  found=repr(v), hint=_SKIP_HINT) from None
+                                  found=clip(v), hint=_SKIP_HINT) from None
     return out
 
 
 
 
-def iter_swansf_files(path: str | PathLike[str]) -> Iterator[tuple[str, str, bytes]]:
-    """``(display path, file name, content)`` of every ``.csv`` in a directory (sorted by path)
-    or archive (a zip sorted by member name; a tar in archive order, so it streams)."""
+# -- files, folders and archives: regular files only, within the limits --------------------
+@dataclass(frozen=True)
+class SampleEntry:
+    """One ``.csv`` of a folder or archive: its bytes, or why it was not read (a record
+    that ``on_error="skip"`` skips: a link leaving the folder, a device, a file too large)."""
+
+    display: str  # the path shown in errors: a file's path or "archive:member"
+    name: str  # the file name (label and identity)
+    content: bytes | None
+    problem: DataFormatError | None = None
+
+
+def list_sample_files(folder: str | PathLike[str]) -> list[Path]:
+    """The ``.csv`` entries under ``folder`` sorted by path (the store order), without
+    descending into linked folders; links and special files are listed (and refused when
+    read, see :func:`read_sample_file`)."""
+    found = []
+    for directory, _, names in os.walk(folder, followlinks=False):
+        found.extend(Path(directory) / n for n in names if n.endswith(".csv"))
+    return sorted(found)
+
+
+def read_sample_file(path: str | PathLike[str], root: str | PathLike[str] | None, limits: ReadLimits | None = None
+                     ) -> bytes:
+    """The bytes of one sample file, read only if it is a regular file of at most
+    ``limits.max_sample_bytes``; a symbolic link is followed only to a regular file inside
+    ``root`` (the folder being read). Anything else is a :class:`DataFormatError` that names
+    the entry and never quotes the content of what it points to."""
+    limits = current_limits(limits)
+    path = Path(path)
+    display = str(path)
+    try:
+        target = path
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            resolved = path.resolve()
+            if root is None or not resolved.is_relative_to(Path(root).resolve()):
+                raise _not_regular(display, "a symbolic link to a path outside the folder being read")
+            target = resolved
+        # O_NOFOLLOW: no link swapped in since the check; O_NONBLOCK: a FIFO must not hang the read
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links
+        raise DataFormatError(display, expected="a readable regular file",
+                              found=shorten(getattr(exc, "strerror", None) or str(exc)), hint=_SKIP_HINT) from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_regular(display, "a device, pipe, socket or folder")
+        if info.st_size > limits.max_sample_bytes:
+            raise _too_large(display, info.st_size, limits)
+        data = handle.read(limits.max_sample_bytes + 1)
+    if len(data) > limits.max_sample_bytes:  # it grew while being read
+        raise _too_large(display, len(data), limits)
+    return data
+
+
+def _not_regular(display: str, what: str) -> DataFormatError:
+    return DataFormatError(display, expected="a regular sample file", found=what, hint=_SKIP_HINT)
+
+
+def _too_large(display: str, size: int, limits: ReadLimits) -> DataFormatError:
+    return limit_error(display, limit_name="max_sample_bytes",
+                       expected=f"a sample file of at most {limits.max_sample_bytes:,} bytes (real ones: ~40 KB)",
+                       found=f"{size:,} bytes")
+
+
+def iter_swansf_files(path: str | PathLike[str], limits: ReadLimits | None = None) -> Iterator[SampleEntry]:
+    """Every ``.csv`` of a directory (sorted by path) or archive (a zip sorted by member name;
+    a tar in archive order, streamed), as :class:`SampleEntry`. Archives are read under
+    ``limits``: an archive that expands too much (a bomb) stops with a
+    :class:`~flareseq.data.limits.LimitError`."""
+    limits = current_limits(limits)
     path = Path(path)
     if path.is_dir():
-        for f in sorted(path.rglob("*.csv")):
-            yield str(f), f.name, f.read_bytes()
+        for f in list_sample_files(path):
+            try:
+                yield SampleEntry(str(f), f.name, read_sample_file(f, path, limits))
+            except DataFormatError as exc:
+                yield SampleEntry(str(f), f.name, None, exc)
         return
     name = path.name.lower()
     if name.endswith(".zip"):
-        with zipfile.ZipFile(path) as archive:
-            for member in sorted(m for m in archive.namelist() if m.lower().endswith(".csv")):
-                yield f"{path}:{member}", PurePosixPath(member).name, archive.read(member)
+        yield from _zip_entries(path, limits)
         return
     if name.endswith((".tar", ".tar.gz", ".tgz")):
-        with tarfile.open(path, "r:*") as archive:
-            for member in archive:
-                if member.isfile() and member.name.lower().endswith(".csv"):
-                    yield f"{path}:{member.name}", PurePosixPath(member.name).name, archive.extractfile(member).read()
+        yield from _tar_entries(path, limits)
         return
     raise UnsupportedInputError(f"{path}: expected a SWAN-SF directory or a .tar/.tar.gz/.tgz/.zip of one.")
+
+
+def _zip_entries(path: Path, limits: ReadLimits) -> Iterator[SampleEntry]:
+    size = path.stat().st_size
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise damaged_stream_error(str(path), exc) from None
+    budget = ArchiveBudget(str(path), limits, compressed_bytes=size)
+    with archive:
+        for member in sorted((m for m in archive.infolist() if m.filename.lower().endswith(".csv")),
+                             key=lambda m: m.filename):
+            display, short = f"{path}:{shorten(member.filename, 300)}", PurePosixPath(member.filename).name
+            kind = stat.S_IFMT(member.external_attr >> 16)
+            if member.is_dir() or kind not in (0, stat.S_IFREG):
+                yield SampleEntry(display, short, None, _not_regular(display, "a link, folder or special file"))
+                continue
+            if member.file_size > limits.max_sample_bytes:
+                yield SampleEntry(display, short, None, _too_large(display, member.file_size, limits))
+                continue
+            check_ratio(display, member.file_size, min(member.compress_size, size), limits)
+            try:
+                handle = archive.open(member)
+            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, *STREAM_ERRORS) as exc:
+                raise damaged_stream_error(display, exc) from None
+            with LimitedStream(handle, name=display, limits=limits, compressed=min(member.compress_size, size),
+                               max_bytes=limits.max_sample_bytes, max_bytes_name="max_sample_bytes",
+                               budget=budget) as stream:
+                content = stream.read()
+            yield SampleEntry(display, short, content)
+
+
+def _tar_entries(path: Path, limits: ReadLimits) -> Iterator[SampleEntry]:
+    # decompressed here, not by tarfile, so that every byte passes the limits (ratio, total)
+    stream = open_decompressed(path, limits=limits)
+    stream.max_bytes, stream.max_bytes_name = limits.max_total_bytes, "max_total_bytes"
+    with stream:
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as archive:
+                for member in archive:
+                    if not member.name.lower().endswith(".csv"):
+                        continue
+                    display, short = f"{path}:{shorten(member.name, 300)}", PurePosixPath(member.name).name
+                    if not member.isfile():
+                        yield SampleEntry(display, short, None, _not_regular(display, "a link, folder or special file"))
+                    elif member.size > limits.max_sample_bytes:
+                        yield SampleEntry(display, short, None, _too_large(display, member.size, limits))
+                    else:
+                        yield SampleEntry(display, short, archive.extractfile(member).read())
+        except (tarfile.TarError, *STREAM_ERRORS) as exc:
+            raise DataFormatError(path, expected="a complete tar archive (optionally gzip, bzip2 or xz compressed)",
+                                  found=shorten(f"{type(exc).__name__}: {exc}", 120),
+                                  hint="Download or copy it again.") from None
 
 
 def iter_swansf_batches(
@@ -183,10 +317,13 @@ def iter_swansf_batches(
     n_timesteps: int = N_KAGGLE_TIMESTEPS,
     progress: bool | None = None,
     counts: dict | None = None,
+    limits: ReadLimits | None = None,
 ) -> Iterator[FlareDataset]:
     """Stream SWAN-SF samples as :class:`FlareDataset` batches.
 
-    ``counts`` (optional dict) receives ``n_records`` and ``n_read``.
+    ``counts`` (optional dict) receives ``n_records`` and ``n_read``; ``limits``
+    (:class:`~flareseq.data.limits.ReadLimits`) caps archives and sample files. Only regular
+    files are read: a link that leaves the folder, a device or a pipe is a bad record.
     """
     from tqdm.auto import tqdm
 
@@ -199,10 +336,10 @@ def iter_swansf_batches(
     counts.setdefault("n_records", 0)
     counts.setdefault("n_read", 0)
     batch: list[SwanSample] = []
-    for display, name, content in tqdm(iter_swansf_files(path), desc=f"reading {source}", unit=" files",
-                                       disable=_progress_disabled(progress), leave=False):
+    for entry in tqdm(iter_swansf_files(path, limits), desc=f"reading {source}", unit=" files",
+                      disable=_progress_disabled(progress), leave=False):
         counts["n_records"] += 1
-        sample = _parse_entry(display, name, content, on_error, skips, n_timesteps)
+        sample = _parse_entry(entry, on_error, skips, n_timesteps)
         if sample is not None:
             batch.append(sample)
             counts["n_read"] += 1
@@ -220,32 +357,48 @@ def no_files_error(path) -> DataFormatError:
                            found="no .csv file", hint="Point flareseq at a partition folder or its archive.")
 
 
-def _parse_entry(display: str, name: str, content: bytes, on_error: str, skips: SkipLog,
-                 n_timesteps: int) -> SwanSample | None:
+def _parse_entry(entry: SampleEntry, on_error: str, skips: SkipLog, n_timesteps: int) -> SwanSample | None:
     """One file's sample, or ``None`` when it was skipped (``on_error="skip"``)."""
     try:
-        return parse_sample(content.decode("utf-8"), path=display, name=name, n_timesteps=n_timesteps)
+        if entry.problem is not None:
+            raise entry.problem
+        return parse_sample(entry.content.decode("utf-8"), path=entry.display, name=entry.name,
+                            n_timesteps=n_timesteps)
     except UnicodeDecodeError as exc:
-        error = DataFormatError(display, expected="UTF-8 text", found=f"undecodable bytes ({exc.reason})",
+        error = DataFormatError(entry.display, expected="UTF-8 text", found=f"undecodable bytes ({exc.reason})",
                                 hint=_SKIP_HINT)
         if on_error == "raise":
             raise error from None
         skips.add(SkippedRecord.from_error(error))
     except DataFormatError as exc:
         if on_error == "raise":
-            raise
+            raise exc from None
         skips.add(SkippedRecord.from_error(exc))
     return None
 
 
-def parse_swansf_files(files: list[str], source: str, on_error: str, n_timesteps: int = N_KAGGLE_TIMESTEPS):
-    """Parse the SWAN-SF files ``files`` (paths, in order): ``(dataset or None, skipped
-    records)``; what the ingest workers run on a batch of a folder's files."""
+def read_swansf_file(path: str | PathLike[str], *, n_timesteps: int = N_KAGGLE_TIMESTEPS,
+                     limits: ReadLimits | None = None) -> SwanSample:
+    """One SWAN-SF sample file named by the user (a link is followed to its regular file)."""
+    path = Path(path)
+    entry = SampleEntry(str(path), path.name, read_sample_file(path.resolve(), None, limits))
+    return _parse_entry(entry, "raise", SkipLog(), n_timesteps)
+
+
+def parse_swansf_files(files: list[str], source: str, on_error: str, n_timesteps: int = N_KAGGLE_TIMESTEPS,
+                       root: str | None = None, limits: ReadLimits | None = None):
+    """Parse the SWAN-SF files ``files`` (paths under the folder ``root``, in order):
+    ``(dataset or None, skipped records)``; what the ingest workers run on a batch of a
+    folder's files."""
     skips = SkipLog()
     samples = []
     for f in files:
         path = Path(f)
-        sample = _parse_entry(str(path), path.name, path.read_bytes(), on_error, skips, n_timesteps)
+        try:
+            entry = SampleEntry(str(path), path.name, read_sample_file(path, root, limits))
+        except DataFormatError as exc:
+            entry = SampleEntry(str(path), path.name, None, exc)
+        sample = _parse_entry(entry, on_error, skips, n_timesteps)
         if sample is not None:
             samples.append(sample)
     return (_to_dataset(samples, source, n_timesteps) if samples else None), skips.records

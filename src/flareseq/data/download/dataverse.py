@@ -24,11 +24,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from os import PathLike
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from flareseq.data.download.http import (
     RETRY_STATUSES,
@@ -37,6 +36,14 @@ from flareseq.data.download.http import (
     download_file,
     progress_enabled,
     safe_member_target,
+)
+from flareseq.data.limits import (
+    ReadLimits,
+    clip,
+    current_limits,
+    limit_error,
+    open_decompressed,
+    shorten,
 )
 from flareseq.errors import ConfigError, DataFormatError, DownloadError, FlareseqWarning
 
@@ -198,16 +205,21 @@ def select_partition_files(files: Sequence[DataverseFile], partitions: Iterable[
 
 
 def extract_tar(
-    archive: str | PathLike[str], dest: str | PathLike[str], *, progress: bool | None = None
+    archive: str | PathLike[str], dest: str | PathLike[str], *, progress: bool | None = None,
+    limits: ReadLimits | None = None,
 ) -> ExtractedArchive:
     """Extract a (gzipped) tar into ``dest``, refusing members that would land outside it.
 
     The archive is streamed (constant memory, one pass) into a hidden staging folder inside
     ``dest``; only when every member is out are its top-level entries moved into place,
-    so an interrupted or refused extraction leaves nothing that looks complete.
+    so an interrupted or refused extraction leaves nothing that looks complete. It is
+    decompressed under ``limits`` (:mod:`flareseq.data.limits`): an archive that expands
+    too much for its size (a bomb) or beyond ``max_total_bytes`` stops, and what it had
+    written is removed.
     """
     from tqdm.auto import tqdm
 
+    limits = current_limits(limits)
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     staging = dest / f".{archive.name}.extracting"
@@ -215,24 +227,31 @@ def extract_tar(
     staging.mkdir()
     n_files = 0
     try:
+        stream = open_decompressed(archive, limits=limits, expected="a complete tar or tar.gz archive",
+                                   hint="Delete the archive and download it again.")
+        # the whole tar stream is what the archive expands to
+        stream.max_bytes, stream.max_bytes_name = limits.max_total_bytes, "max_total_bytes"
         try:
-            with open(archive, "rb") as raw, tqdm.wrapattr(
-                raw, "read", total=archive.stat().st_size, desc=f"extract {archive.name}",
-                disable=not progress_enabled(progress), file=sys.stderr, leave=False,
-            ) as counted, tarfile.open(fileobj=counted, mode="r|*") as tar:
+            with stream, tqdm(total=archive.stat().st_size, unit="B", unit_scale=True, desc=f"extract {archive.name}",
+                              disable=not progress_enabled(progress), file=sys.stderr, leave=False) as bar, \
+                    tarfile.open(fileobj=stream, mode="r|") as tar:
                 for member in tar:
-                    _check_member(archive, member, staging)
+                    _check_member(archive, member, staging, limits)
                     tar.extract(member, staging, filter="data")
                     n_files += member.isfile()
-        except (tarfile.TarError, EOFError, zlib.error) as exc:
+                    bar.update(stream.compressed_bytes - bar.n)
+        except tarfile.TarError as exc:
             found = str(exc) if isinstance(exc, tarfile.FilterError) else f"{type(exc).__name__}: {exc}"
             raise DataFormatError(
-                archive, expected="a complete tar or tar.gz archive", found=found,
+                archive, expected="a complete tar or tar.gz archive", found=shorten(found, 200),
                 hint="Delete the archive and download it again.",
             ) from None
+        except OSError as exc:  # writing: disk full, read-only destination
+            raise DownloadError(f"cannot extract {archive.name} into {dest}: {exc.strerror or exc}. Free some space "
+                                "(or choose another --dest) and run again; nothing was left half-extracted.") from None
         moved = [(entry, dest / entry.name) for entry in sorted(staging.iterdir())]
         for _, target in moved:
-            if target.exists():
+            if target.exists() or target.is_symlink():
                 raise DownloadError(
                     f"{target} already exists; extracting {archive.name} would overwrite it. Remove it "
                     f"(or choose another destination) and run again; {archive} was kept."
@@ -244,8 +263,12 @@ def extract_tar(
     return ExtractedArchive(archive.name, tuple(t for _, t in moved), n_files)
 
 
-def _check_member(archive: Path, member: tarfile.TarInfo, root: Path) -> None:
+def _check_member(archive: Path, member: tarfile.TarInfo, root: Path, limits: ReadLimits) -> None:
     safe_member_target(archive, member.name, root)
+    if member.size > limits.max_member_bytes:
+        raise limit_error(f"{archive}:{shorten(member.name, 200)}", limit_name="max_member_bytes",
+                          expected=f"a member of at most {limits.max_member_bytes:,} bytes",
+                          found=f"one of {member.size:,} bytes")
     if member.issym():
         safe_member_target(archive, str(Path(member.name).parent / member.linkname), root)
     elif member.islnk():
@@ -253,6 +276,30 @@ def _check_member(archive: Path, member: tarfile.TarInfo, root: Path) -> None:
     elif not (member.isfile() or member.isdir()):
         raise DataFormatError(archive, field=member.name, expected="a regular file or folder",
                               found="a device or pipe", hint="Delete the archive and download it again.")
+
+
+def check_server_filename(filename: str, dest: Path) -> None:
+    """Refuse a file name from the server that is not one plain name inside ``dest``.
+
+    The name comes from the server's JSON; joined to ``dest`` unchecked, ``../../x`` or
+    ``/etc/x`` would be written (and later deleted) outside the destination folder.
+    """
+    pure = PurePosixPath(filename)
+    plain = (isinstance(filename, str) and filename not in ("", ".", "..") and "/" not in filename
+             and "\\" not in filename and not any(ord(c) < 32 for c in filename)
+             and len(filename.encode("utf-8", "surrogatepass")) <= 255 and pure.name == filename)
+    if not plain:
+        raise DownloadError(
+            f"the server lists a file named {clip(filename)}: expected a plain file name; a name with a folder "
+            f"part, '..', an absolute path or control characters would be written outside --dest ({dest}). "
+            "Nothing was downloaded. Check --base-url: this server is misconfigured or hostile."
+        )
+    for name in (filename, filename + ".part"):
+        if (dest / name).is_symlink():
+            raise DownloadError(
+                f"{dest / name} is a symbolic link; downloading {clip(filename)} would write through it, possibly "
+                "outside --dest. Remove the link (or choose another --dest) and run again."
+            )
 
 
 def _marker(dest: Path, file: DataverseFile) -> Path:
@@ -282,6 +329,7 @@ def download_swan_sf(
     backoff: float = 1.0,
     timeout: float = 60.0,
     progress: bool | None = None,
+    limits: ReadLimits | None = None,
 ) -> dict[int, ExtractedArchive]:
     """Download SWAN-SF partitions from Dataverse, verify their checksums and extract them.
 
@@ -294,6 +342,7 @@ def download_swan_sf(
     keep_archives : keep each ``.tar.gz`` after extraction (by default it is deleted once
         its contents are in place, as the partitions take several GB each).
     retries, backoff, timeout, progress : see :func:`~flareseq.data.download.http.download_file`.
+    limits : caps on what an archive may expand to (:mod:`flareseq.data.limits`).
 
     Returns
     -------
@@ -305,6 +354,8 @@ def download_swan_sf(
     chosen = select_partition_files(
         list_dataset_files(doi, base_url=base, timeout=timeout, retries=retries, backoff=backoff), partitions
     )
+    for file in chosen.values():  # the server names the files: nothing it says may leave dest
+        check_server_filename(file.filename, dest)
     results = {}
     for partition, file in chosen.items():
         done = _already_extracted(dest, file)
@@ -327,8 +378,11 @@ def download_swan_sf(
             file.access_url(base), dest / file.filename, checksum=file.checksum, size=file.size,
             retries=retries, backoff=backoff, timeout=timeout, progress=progress,
         )
-        extracted = extract_tar(archive, dest, progress=progress)
+        extracted = extract_tar(archive, dest, progress=progress, limits=limits)
         marker = _marker(dest, file)
+        if marker.parent.is_symlink():
+            raise DownloadError(f"{marker.parent} is a symbolic link; flareseq writes its records of finished "
+                                "downloads only into a real folder inside --dest. Remove the link and run again.")
         marker.parent.mkdir(exist_ok=True)
         record = {"checksum": str(file.checksum) if file.checksum else None,
                   "paths": [p.name for p in extracted.paths], "n_files": extracted.n_files}

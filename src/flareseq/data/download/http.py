@@ -111,8 +111,20 @@ class _PartFile:
             self._hasher.update(chunk)
         self.size += len(chunk)
 
+    def _open(self, mode: str):
+        """The part file for writing, never through a symbolic link (it could point anywhere)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if mode == "ab" else os.O_TRUNC)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            raise DownloadError(f"cannot write {self.path}: {exc.strerror or exc}"
+                                f"{' (it is a symbolic link)' if self.path.is_symlink() else ''}. Remove it "
+                                "(or choose another destination) and run again.") from None
+        return os.fdopen(fd, mode)
+
     def truncate(self) -> None:
-        self.path.write_bytes(b"")
+        with self._open("wb"):
+            pass
         self._hasher = hashlib.new(self.algorithm) if self.algorithm else None
         self.size = 0
         self._synced = True
@@ -121,7 +133,7 @@ class _PartFile:
         """Copy the response body to the end of the file; return the bytes received."""
         self._sync()
         received = 0
-        with open(self.path, "ab") as fh:
+        with self._open("ab") as fh:
             while chunk := response.read(chunk_size):
                 try:
                     fh.write(chunk)
@@ -182,6 +194,10 @@ def download_file(
             f"{url!r} is not a valid download URL; expected one starting with http:// or https://."
         )
     dest = Path(dest)
+    for path in (dest, dest.with_name(dest.name + PART_SUFFIX)):
+        if path.is_symlink():  # writing or renaming through it could land anywhere
+            raise DownloadError(f"{path} is a symbolic link; flareseq downloads only into real files. Remove the "
+                                "link (or choose another destination) and run again.")
     if dest.exists():
         _check_existing(dest, url, checksum)
         return dest

@@ -25,6 +25,14 @@ from flareseq.data.download.http import (
     progress_enabled,
     safe_member_target,
 )
+from flareseq.data.limits import (
+    ArchiveBudget,
+    LimitedStream,
+    ReadLimits,
+    check_ratio,
+    current_limits,
+    limit_error,
+)
 from flareseq.errors import DataFormatError, DownloadError, MissingDependencyError
 
 KAGGLE_COMPETITION = "bigdata2019-flare-prediction"
@@ -96,33 +104,46 @@ def find_kaggle_credentials(environ: Mapping[str, str] | None = None, home: str 
 
 
 def extract_zip(
-    archive: str | PathLike[str], dest: str | PathLike[str], *, progress: bool | None = None
+    archive: str | PathLike[str], dest: str | PathLike[str], *, progress: bool | None = None,
+    limits: ReadLimits | None = None, budget: ArchiveBudget | None = None,
 ) -> list[Path]:
     """Extract a zip into ``dest``, refusing members that would land outside it.
 
     Each member is written to ``<name>.part`` and renamed when whole (zipfile checks its
-    CRC as it reads), so an interrupted extraction leaves no complete-looking file.
+    CRC as it reads), so an interrupted extraction leaves no complete-looking file. The sizes
+    the archive declares are checked against ``limits`` before anything is written, and the
+    bytes that come out are counted as they are written (against ``budget`` too, the running
+    total of a download's archives): a member that expands too much (a bomb) stops the
+    extraction and every file and folder it had written is removed.
     """
     from tqdm.auto import tqdm
 
+    limits = current_limits(limits)
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    written = []
+    size = archive.stat().st_size
+    written: list[Path] = []
+    made: list[Path] = []  # folders this extraction created (removed again on failure)
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
             targets = [safe_member_target(archive, m.filename, dest) for m in members]  # all checked first
+            _check_declared_sizes(archive, members, size, limits)
             with tqdm(total=sum(m.file_size for m in members), unit="B", unit_scale=True, unit_divisor=1024,
                       desc=f"unzip {archive.name}", disable=not progress_enabled(progress),
                       file=sys.stderr, leave=False) as bar:
                 for member, target in zip(members, targets):
+                    folder = target if member.is_dir() else target.parent
+                    made.extend(_make_folders(folder))
                     if member.is_dir():
-                        target.mkdir(parents=True, exist_ok=True)
                         continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
                     part = target.with_name(target.name + PART_SUFFIX)
                     try:
-                        with zf.open(member) as src, open(part, "wb") as out:
+                        with LimitedStream(zf.open(member), name=f"{archive}:{member.filename}", limits=limits,
+                                           compressed=min(member.compress_size, size), budget=budget,
+                                           expected="a complete zip archive",
+                                           hint="Delete it and run the download again (with --force).") as src, \
+                                open(part, "wb") as out:
                             while chunk := src.read(1 << 20):
                                 out.write(chunk)
                                 bar.update(len(chunk))
@@ -131,28 +152,83 @@ def extract_zip(
                         raise
                     os.replace(part, target)
                     written.append(target)
-    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise DataFormatError(
-            archive, expected="a complete zip archive", found=f"{type(exc).__name__}: {exc}",
-            hint="Delete it and run the download again (with --force).",
-        ) from None
+    except BaseException as exc:
+        for path in reversed(written):  # a refused or failed extraction leaves nothing of its own
+            path.unlink(missing_ok=True)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(exc, (zipfile.BadZipFile, EOFError, zlib.error)):
+            raise DataFormatError(
+                archive, expected="a complete zip archive", found=f"{type(exc).__name__}: {exc}",
+                hint="Delete it and run the download again (with --force).",
+            ) from None
+        if isinstance(exc, OSError):  # writing: disk full, read-only destination
+            raise DownloadError(f"cannot extract {archive.name} into {dest}: {exc.strerror or exc}. Free some "
+                                "space (or choose another --dest) and run again; nothing was left half-extracted."
+                                ) from None
+        raise
     return written
 
 
+def _check_declared_sizes(archive: Path, members: list[zipfile.ZipInfo], size: int, limits: ReadLimits) -> None:
+    """Refuse, before writing anything, a zip whose own header promises a bomb."""
+    for m in members:
+        if m.file_size > limits.max_member_bytes:
+            raise limit_error(f"{archive}:{m.filename}", limit_name="max_member_bytes",
+                              expected=f"a member of at most {limits.max_member_bytes:,} bytes",
+                              found=f"one that declares {m.file_size:,} bytes")
+    total = sum(m.file_size for m in members)
+    if total > limits.max_total_bytes:
+        raise limit_error(str(archive), limit_name="max_total_bytes",
+                          expected=f"an archive expanding to at most {limits.max_total_bytes:,} bytes",
+                          found=f"one that declares {total:,} bytes")
+    check_ratio(str(archive), total, size, limits)
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the ones created, outermost first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir()
+    return list(reversed(missing))
+
+
+# A zip inside a zip is unpacked (Kaggle zips each large file, and the bundle is itself a zip):
+# two levels in the real download. Deeper nesting is a bomb's trick (42.zip), not data.
+MAX_NESTED_ARCHIVES = 3
+
+
 def unpack_kaggle_archives(
-    dest: str | PathLike[str], *, keep_archives: bool = False, progress: bool | None = None
+    dest: str | PathLike[str], *, keep_archives: bool = False, progress: bool | None = None,
+    limits: ReadLimits | None = None,
 ) -> None:
     """Unzip every zip under ``dest``, including zips inside zips (Kaggle zips large files
     one by one, and the competition bundle is itself a zip); delete each once extracted
-    unless ``keep_archives``."""
+    unless ``keep_archives``. Everything extracted counts against one budget: at most
+    ``limits.max_total_bytes`` and ``limits.max_ratio`` times the bytes downloaded, at most
+    :data:`MAX_NESTED_ARCHIVES` levels of zips in zips."""
+    limits = current_limits(limits)
     dest = Path(dest)
     done: set[Path] = set()
-    while pending := sorted(p for p in dest.rglob("*.zip") if p not in done):
+    pending = sorted(dest.rglob("*.zip"))
+    budget = ArchiveBudget(str(dest), limits, compressed_bytes=sum(p.stat().st_size for p in pending))
+    for level in range(MAX_NESTED_ARCHIVES + 1):
+        if not pending:
+            return
+        if level == MAX_NESTED_ARCHIVES:
+            raise limit_error(str(pending[0]), limit_name="nesting", expected=f"at most {MAX_NESTED_ARCHIVES} "
+                              "levels of zips inside zips (the Kaggle download has 2)",
+                              found="a deeper one (an archive bomb?)")
         for archive in pending:
-            extract_zip(archive, archive.parent, progress=progress)
+            extract_zip(archive, archive.parent, progress=progress, limits=limits, budget=budget)
             done.add(archive)
             if not keep_archives:
                 archive.unlink()
+        pending = sorted(p for p in dest.rglob("*.zip") if p not in done)
 
 
 def check_kaggle_files(dest: str | PathLike[str], names: Sequence[str] = KAGGLE_FILES) -> dict[str, Path]:
@@ -210,6 +286,7 @@ def download_kaggle(
     force: bool = False,
     keep_archives: bool = False,
     progress: bool | None = None,
+    limits: ReadLimits | None = None,
 ) -> dict[str, Path]:
     """Download the BigData Cup 2019 files with the official Kaggle client, unzip and check them.
 
@@ -221,6 +298,7 @@ def download_kaggle(
     force : download again even if the four files are already there.
     keep_archives : keep the downloaded zips after extraction.
     progress : progress bars on stderr; ``None`` shows them only on a terminal.
+    limits : caps on what the zips may expand to (:mod:`flareseq.data.limits`).
 
     Returns
     -------
@@ -239,7 +317,7 @@ def download_kaggle(
                                            quiet=not progress_enabled(progress))
         except Exception as exc:  # the client raises requests' errors and its own, untyped
             raise _client_error(exc, competition) from None
-    unpack_kaggle_archives(dest, keep_archives=keep_archives, progress=progress)
+    unpack_kaggle_archives(dest, keep_archives=keep_archives, progress=progress, limits=limits)
     return check_kaggle_files(dest)
 
 

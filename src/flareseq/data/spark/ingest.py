@@ -162,9 +162,15 @@ def _stage_input(session, path, fmt: str, stage: Path, *, on_error: str, report:
                  n_timesteps: int):
     """Spark parses one input into ``stage``; the driver resolves it (order, suspects, skips)."""
     from flareseq.data.spark.kaggle import kaggle_frame, resolve_kaggle
-    from flareseq.data.spark.swansf import resolve_swansf, swansf_frame
+    from flareseq.data.spark.swansf import (
+        check_regular_files,
+        resolve_swansf,
+        swansf_frame,
+    )
 
     uri = _uri(path)
+    if fmt == "swansf":
+        check_regular_files(path)  # before Spark opens anything: it follows links
     frame = kaggle_frame(session, uri, n_timesteps) if fmt == "kaggle" else swansf_frame(session, uri, n_timesteps)
     # SWAN-SF files are ~40 kB: pack tasks by their size, not by Spark's 4 MB "cost" of opening
     # a file (that made a task of every 8 files)

@@ -225,6 +225,27 @@ def _parse_suspect(content: bytes, path: str, file_name: str, n_timesteps: int) 
     return parse_sample(text, path=path, name=file_name, n_timesteps=n_timesteps)
 
 
+def check_regular_files(path) -> None:
+    """Refuse a local folder holding ``.csv`` entries that are links or special files: Spark
+    opens whatever it lists (a link to ``/dev/zero`` or to a file outside the folder), while
+    the local engine reads regular files only (and skips the others with --on-error skip)."""
+    import os
+    import stat
+
+    from flareseq.data.swansf import list_sample_files
+
+    root = Path(str(path))
+    if "://" in str(path) or not root.is_dir():
+        return
+    odd = [f for f in list_sample_files(root) if not stat.S_ISREG(os.lstat(f).st_mode)]
+    if odd:
+        raise FlareseqError(
+            f"{root}: {len(odd)} .csv entries are symbolic links or special files (e.g. {str(odd[0])!r}); Spark would "
+            "open them as they are, links leaving the folder included. Remove them, or use the local engine (leave "
+            "out --engine spark), which reads regular files only and lists the others as skipped with --on-error "
+            "skip.")
+
+
 def _check_same_files(name: str, shown: list[str]) -> None:
     """Spark (Hadoop) does not list files or folders whose names start with '.' or '_';
     the local reader does. A local folder is listed both ways so that no file is left out

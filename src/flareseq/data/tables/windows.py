@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import logging
 import re
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
@@ -29,6 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from flareseq.data.dataset import FlareDataset
+from flareseq.data.limits import clip, shorten
 from flareseq.data.tables.spec import TableSpec
 from flareseq.errors import ConfigError, DataFormatError
 
@@ -176,6 +178,24 @@ def _read_rows(files: list[tuple[Path, int | None]], spec: TableSpec, *, progres
 
 
 def _read_file(path: Path, spec: TableSpec, *, progress: bool = False) -> pd.DataFrame:
+    """One table file's rows; anything pandas or Arrow cannot read is a one-paragraph
+    :class:`DataFormatError` naming the file (never their own exception)."""
+    import pyarrow as pa
+
+    try:
+        return _read_file_unchecked(path, spec, progress=progress)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, EOFError, zlib.error, OSError,
+            pa.ArrowException, RecursionError) as exc:
+        detail = shorten(f"{type(exc).__name__}: {exc}", 160)
+        if isinstance(exc, (OSError, EOFError, zlib.error)) and not isinstance(exc, UnicodeDecodeError):
+            expected = "a readable (and, if compressed, complete) table file"
+        else:
+            expected = "a UTF-8 table with one header line and one row per line"
+        raise DataFormatError(path, expected=expected, found=detail,
+                              hint="Check the file (and TableSpec.delimiter).") from None
+
+
+def _read_file_unchecked(path: Path, spec: TableSpec, *, progress: bool = False) -> pd.DataFrame:
     is_parquet = path.suffix.lower() in {".parquet", ".pq"}
     if is_parquet:
         import pyarrow.parquet as pq
@@ -193,7 +213,7 @@ def _read_file(path: Path, spec: TableSpec, *, progress: bool = False) -> pd.Dat
             close = get_close_matches(column, header, n=1)
             raise DataFormatError(
                 path, line=None if is_parquet else 1, field=column,
-                expected=f"a column named {column!r}", found=f"the columns {header}",
+                expected=f"a column named {column!r}", found=f"the columns {clip(header, 200)}",
                 hint=f"Did you mean {close[0]!r}? " if close else "Name the right column in the table spec.",
             )
     if is_parquet:
@@ -231,7 +251,7 @@ def _fail(rows: pd.DataFrame, bad: np.ndarray, field: str, expected: str, hint: 
     path, line, note = _where(rows, i)
     more = f" ({bad.size} such rows)" if bad.size > 1 else ""
     raise DataFormatError(path, line=line, field=field, expected=expected,
-                          found=f"{rows[field].iat[i]!r}{note}{more}", hint=hint)
+                          found=f"{clip(rows[field].iat[i])}{note}{more}", hint=hint)
 
 
 def _parse_times(rows: pd.DataFrame, spec: TableSpec) -> np.ndarray:
