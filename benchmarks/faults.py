@@ -11,8 +11,7 @@ printed, nothing was written outside the target and the outcome is the promised 
     python benchmarks/faults.py            # every fault (~2 min on 2 busy cores)
     python benchmarks/faults.py --only kill,archive
 
-Add a fault by writing ``def fault_x(work: Path) -> Row`` and listing it in FAULTS (the
-MLflow faults of issue 16 items 7-9 belong there too). The last line is
+Add a fault by writing ``def fault_x(work: Path) -> Row`` and listing it in FAULTS. The last line is
 ``RESULT {"n_faults", "n_held", "n_tracebacks", "bytes_escaped"}``.
 """
 
@@ -554,6 +553,132 @@ def fault_bad_bytes(work: Path) -> Row:
                lost(before, snapshot(work)), tracebacks(skip, *runs.values()), 0, ok)
 
 
+# -- tracking and models (items 6-9) -------------------------------------------------------------
+TRAIN_SMALL = ["--set", "data.synthetic_samples=600", "--set", "training.epochs=1", "--set", "tracking.plots=false",
+               "--set", "verification.n_bootstrap=0", "--set", "model.params={hidden_size=4}", "--no-progress"]
+
+
+def _runs(store: Path, experiment: str = "flareseq") -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id])
+
+
+def fault_concurrent_train(work: Path) -> Row:
+    """Item 7: two `flareseq train` on a brand-new --output-dir (MLflow's schema set-up raced)."""
+    store = work / "runs"
+    children = [subprocess.Popen([sys.executable, "-m", "flareseq", "train", "--output-dir", str(store),
+                                  "--name", f"run-{i}", *TRAIN_SMALL], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True) for i in range(2)]
+    errors = [c.communicate(timeout=900)[1] for c in children]
+    codes = [c.returncode for c in children]
+    finished = sorted(r.info.run_name for r in _runs(store) if r.info.status == "FINISHED")
+    ok = codes == [0, 0] and finished == ["run-0", "run-1"]
+    return Row("two trainings, one new store", "two `flareseq train` started together on an --output-dir that "
+               "does not exist yet", f"exits {codes}; finished runs {finished}",
+               "none" if ok else f"{2 - len(finished)} run(s) lost", sum(e.count("Traceback") for e in errors), 0, ok)
+
+
+def fault_kill_training(work: Path) -> Row:
+    """Item 8: kill -9 during training leaves no run RUNNING forever: the next run marks it."""
+    store = work / "runs"
+    child = subprocess.Popen([sys.executable, "-m", "flareseq", "train", "--output-dir", str(store), "--name",
+                              "doomed", *TRAIN_SMALL[:-1], "--set", "training.epochs=200", "--set",
+                              "data.synthetic_samples=3000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and not any(r.info.status == "RUNNING" for r in _safe_runs(store)):
+        time.sleep(1)
+    time.sleep(3)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    before = [r.info.status for r in _safe_runs(store)]
+    rerun = flareseq("train", "--output-dir", str(store), "--name", "next", *TRAIN_SMALL)
+    statuses = {r.info.run_name: r.info.status for r in _runs(store)}
+    ok = before == ["RUNNING"] and statuses == {"doomed": "KILLED", "next": "FINISHED"} and rerun.code == 0
+    return Row("kill -9 during training", "SIGKILL of `flareseq train` mid-epoch, then another `flareseq train` "
+               "on the same store", f"killed run {before} -> {statuses.get('doomed')}; next run "
+               f"{statuses.get('next')} (\"marked 1 run ... as KILLED\")", "none", tracebacks(rerun), 0, ok)
+
+
+def _safe_runs(store: Path) -> list:
+    try:
+        return _runs(store)
+    except Exception:  # noqa: BLE001 - the store may not exist yet
+        return []
+
+
+def fault_ui_sigterm(work: Path) -> Row:
+    """Item 9: SIGTERM to `flareseq ui` stops the MLflow server too (the port is free after)."""
+    import socket
+    import urllib.request
+
+    store = work / "runs"
+    flareseq("train", "--output-dir", str(store), *TRAIN_SMALL)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = subprocess.Popen([sys.executable, "-m", "flareseq", "ui", "--output-dir", str(store), "--port",
+                              str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    up = False
+    deadline = time.time() + 120
+    while time.time() < deadline and not up:
+        try:
+            up = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status == 200
+        except OSError:
+            time.sleep(1)
+    child.send_signal(signal.SIGTERM)
+    child.wait(timeout=60)
+    time.sleep(1)
+    with socket.socket() as again:
+        try:
+            again.bind(("127.0.0.1", port))
+            free = True
+        except OSError:
+            free = False
+    err = child.stderr.read()
+    ok = up and free
+    return Row("SIGTERM to flareseq ui", "SIGTERM to `flareseq ui` once its MLflow server answered",
+               f"server was up: {up}; exit {child.returncode}; port free after: {free}", "none",
+               err.count("Traceback"), 0, ok)
+
+
+def fault_tampered_model(work: Path) -> Row:
+    """Item 6 (models): a saved model with damaged weights or an edited configuration."""
+    from flareseq.data.synthetic import write_synthetic_kaggle
+
+    store = work / "runs"
+    flareseq("train", "--output-dir", str(store), "--name", "m", *TRAIN_SMALL)
+    import mlflow
+
+    (run,) = _runs(store)
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run.info.run_id}/model",
+                                                      dst_path=str(work / "model")))
+    forecaster = next(folder.rglob("forecaster.json")).parent
+    data = write_synthetic_kaggle(work / "new.jsonl", 5, seed=2, progress=False)
+    weights = forecaster / "classifier" / "weights.safetensors"
+    runs = []
+    raw = bytearray(weights.read_bytes())
+    raw[3] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    runs.append(flareseq("predict", str(forecaster), "--data", str(data), "--out", str(work / "p1.csv")))
+    config = forecaster / "classifier" / "config.json"
+    config.write_text(config.read_text().replace('"n_features": 25', '"n_features": "many"'))
+    runs.append(flareseq("predict", str(forecaster), "--data", str(data), "--out", str(work / "p2.csv")))
+    ok = all(one_paragraph(r) for r in runs) and not (work / "p1.csv").exists()
+    def gist(run: Run) -> str:  # the message from the file name on
+        text = run.err.strip()
+        name = next((n for n in ("weights.safetensors", "config.json") if n in text), "")
+        return f"exit {run.code}: " + (text[text.index(name):][:60] + "..." if name else text[:60])
+
+    return Row("tampered model", "a byte of weights.safetensors flipped; then n_features edited in config.json",
+               "; ".join(gist(r) for r in runs), "none", tracebacks(*runs), 0, ok)
+
+
 FAULTS = {
     "kill": fault_kill,
     "disk_full": fault_disk_full,
@@ -565,6 +690,10 @@ FAULTS = {
     "names": fault_dataverse_names,
     "links": fault_links,
     "bad_bytes": fault_bad_bytes,
+    "train_race": fault_concurrent_train,
+    "kill_training": fault_kill_training,
+    "ui_sigterm": fault_ui_sigterm,
+    "tampered_model": fault_tampered_model,
 }
 
 

@@ -164,6 +164,9 @@ def cmd_train(args) -> int:
     from flareseq.experiments.runner import make_tracker, run
 
     tracker = make_tracker(config)
+    dead = tracker.mark_dead_runs()
+    if dead:
+        print(f"marked {len(dead)} run(s) whose process had ended as KILLED: {', '.join(dead)}", file=sys.stderr)
     result = run(config, tracker=tracker, progress=not args.no_progress,
                         echo=lambda line: print(line, file=sys.stderr))
     _print_scores(result.scores)

@@ -88,12 +88,16 @@ def detect_format(path: str | PathLike[str]) -> str:
 
 def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
                  folds: Sequence[int] | None = None, on_error: str = "raise", progress: bool | None = None,
-                 skips=None, aux: bool | None = None) -> FlareDataset:
-    """Read any supported input (or several, concatenated in order) into memory.
+                 skips=None, aux: bool | None = None, table=None) -> FlareDataset:
+    """Read any supported input (or several, concatenated in order) into memory: the one
+    factory of datasets from files.
 
     Parameters
     ----------
-    path : a store, a Kaggle JSON-lines file or archive, or a SWAN-SF directory/archive/file.
+    path : a store, a Kaggle JSON-lines file or archive, or a SWAN-SF directory/archive/file;
+        with ``table``, keyword tables (paths or glob patterns).
+    table : a :class:`~flareseq.data.tables.spec.TableSpec` (or its fields as a dict): read
+        ``path`` as per-region keyword tables and cut labelled windows from them.
     folds : keep only samples of these folds (SWAN-SF: partitions); read selectively from a store.
     on_error : ``"raise"`` or ``"skip"`` for bad records in files (see :mod:`.skips`).
     skips : a :class:`~flareseq.data.skips.SkipLog` that receives skipped records.
@@ -102,6 +106,17 @@ def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
     """
     from flareseq.data.dataset import FlareDataset, concat_datasets
 
+    if table is not None:
+        import glob
+
+        from flareseq.data.tables.spec import TableSpec
+        from flareseq.data.tables.windows import build_table_windows
+
+        spec = table if isinstance(table, TableSpec) else TableSpec.from_dict(dict(table))
+        patterns = [str(path)] if isinstance(path, (str, PathLike)) else [str(p) for p in path]
+        paths = sorted({p for pattern in patterns for part in pattern.split(",")
+                        for p in (glob.glob(part.strip()) or [part.strip()])})
+        return build_table_windows(paths, spec, progress=progress).dataset
     if not isinstance(path, (str, PathLike)):
         parts = [load_dataset(p, folds=folds, on_error=on_error, progress=progress, skips=skips, aux=aux)
                  for p in path]

@@ -43,6 +43,10 @@ class DataConfig:
     ``"auto"`` (folds when the data has K or more, else region groups). Validation is carved
     from the training regions (``split.validation_share``, default 0.2; ``split.random_state``
     and ``split.stratify`` apply too), or is the next fold when the data has no regions.
+
+    ``verify``: how a store is checked before a run uses it, and so what its logged content
+    hash (``data.content_hash``) stands for: ``"parts"`` (every part's checksum as it is read)
+    or ``"full"`` (every row decoded and the hash recomputed).
     """
 
     path: str = "synthetic"
@@ -56,6 +60,7 @@ class DataConfig:
     )
     cv: int = 0
     cv_by: str = "auto"
+    verify: str = "parts"
 
 
 @dataclass(frozen=True)

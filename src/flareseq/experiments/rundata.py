@@ -8,7 +8,6 @@ part only (:class:`flareseq.prep.preparation.Preparation`) and saved with it.
 
 from __future__ import annotations
 
-import glob
 import json
 import warnings
 from dataclasses import dataclass, field, replace
@@ -74,24 +73,15 @@ def load_source(config: DataConfig, *, progress: bool | None = None) -> Source:
         dataset = synthetic_dataset(config.synthetic_samples, seed=config.synthetic_seed)
         description = f"synthetic ({config.synthetic_samples} samples, seed {config.synthetic_seed})"
         digest = None
-    elif config.format == "table":
-        from flareseq.data.tables.spec import TableSpec
-        from flareseq.data.tables.windows import build_table_windows
-
-        spec = TableSpec.from_dict(dict(config.table))
-        paths = sorted({p for pattern in config.path.split(",") for p in (glob.glob(pattern.strip()) or [pattern.strip()])})
-        windows = build_table_windows(paths, spec, progress=progress)
-        dataset, description, digest = windows.dataset, f"tables {config.path}", None
-    elif config.format == "auto":
+    elif config.format in ("auto", "table"):
         from flareseq.data import detect_format, load_dataset
 
-        dataset = load_dataset(config.path, progress=progress)
-        description = config.path
+        table = dict(config.table) if config.format == "table" else None
+        dataset = load_dataset(config.path, progress=progress, table=table)
+        description = f"tables {config.path}" if table is not None else config.path
         digest = None
-        if detect_format(config.path) == "store":
-            from flareseq.data.store import read_manifest
-
-            digest = read_manifest(config.path)["content_hash"]
+        if table is None and detect_format(config.path) == "store":
+            digest = verified_hash(config.path, config.verify)
     else:
         raise ConfigError(f"data.format must be 'auto' or 'table', got {config.format!r}.")
     if config.features:
@@ -99,6 +89,25 @@ def load_source(config: DataConfig, *, progress: bool | None = None) -> Source:
     if digest is None or config.features:
         digest = content_hash(dataset)
     return Source(dataset=dataset, content_hash=digest, description=description)
+
+
+def verified_hash(store, how: str) -> str:
+    """The content hash of a store as verified: ``"parts"`` (the default: the reader checked
+    every part's SHA-256 against the manifest, whose own digest it checked, so the manifest's
+    hash stands for the rows read) or ``"full"`` (every row decoded and the hash recomputed:
+    also catches a store rewritten with consistent checksums)."""
+    if how == "full":
+        from flareseq.data.store import verify_store
+
+        report = verify_store(store, full=True)
+        if not report.ok:
+            raise ConfigError(f"{store} failed its full check: {'; '.join(report.problems)}")
+        return report.content_hash
+    if how != "parts":
+        raise ConfigError(f"data.verify must be 'parts' or 'full', got {how!r}.")
+    from flareseq.data.store import read_manifest
+
+    return read_manifest(store)["content_hash"]
 
 
 # -- preparing ----------------------------------------------------------------------------

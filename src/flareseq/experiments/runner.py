@@ -51,6 +51,9 @@ def run_experiment(experiment: Experiment, *, progress: bool | None = None, with
         return []
     first = experiment.runs[0]
     tracker = make_tracker(first)
+    dead = tracker.mark_dead_runs()
+    if dead:
+        echo(f"marked {len(dead)} run(s) whose process had ended as KILLED: {', '.join(dead)}")
     cache = DataCache()
     finished = _finished_runs(tracker)
     plan = list(experiment.runs)

@@ -24,6 +24,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 MODEL_ARTIFACT = "model"
+HOST_TAG, PID_TAG = "flareseq.host", "flareseq.pid"  # who runs a run: a dead process's run is marked KILLED
 RUN_KEY_TAG = "flareseq.run_key"
 
 
@@ -61,6 +62,34 @@ def use_tracking_uri(uri: str) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = before
 
 
+@contextlib.contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """An exclusive lock beside a local SQLite store (``mlflow.db.lock``); no lock otherwise."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    database = Path(tracking_uri[len("sqlite:///"):])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class NullTracker:
     """Records nothing (library use and tests of code that is not about tracking)."""
 
@@ -90,25 +119,52 @@ class MlflowTracker:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         self._mlflow = mlflow
         self.tracking_uri = tracking_uri
-        use_tracking_uri(tracking_uri)
-        existing = mlflow.get_experiment_by_name(experiment)
-        if existing is None:
-            # Keep artifacts next to a SQLite store rather than in the current directory.
-            location = None
-            if tracking_uri.startswith("sqlite:///"):
-                location = (Path(tracking_uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
-            self.experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
-        else:
-            self.experiment_id = existing.experiment_id
+        # Two processes starting on a brand-new SQLite store race in MLflow's schema set-up
+        # ("index ... already exists") and in creating the experiment: one at a time.
+        with store_lock(tracking_uri):
+            use_tracking_uri(tracking_uri)
+            existing = mlflow.get_experiment_by_name(experiment)
+            if existing is None:
+                # Keep artifacts next to a SQLite store rather than in the current directory.
+                location = None
+                if tracking_uri.startswith("sqlite:///"):
+                    location = (Path(tracking_uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
+                self.experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+            else:
+                self.experiment_id = existing.experiment_id
         self.experiment = experiment
+
+    def mark_dead_runs(self) -> list[str]:
+        """Mark this experiment's RUNNING runs whose process on this host has ended (killed,
+        out of memory, a lost machine) as KILLED, with the reason as a tag; returns their names.
+
+        Runs record their host and process id when they start; a run of another host, or of a
+        process that is still alive, is left as it is.
+        """
+        import socket
+
+        client = self._mlflow.MlflowClient(self.tracking_uri)
+        dead = []
+        for run in client.search_runs([self.experiment_id], filter_string="attributes.status = 'RUNNING'"):
+            tags = run.data.tags
+            pid = tags.get(PID_TAG, "")
+            if tags.get(HOST_TAG) != socket.gethostname() or not pid.isdigit() or process_alive(int(pid)):
+                continue
+            client.set_tag(run.info.run_id, "error", f"its process {pid} ended without finishing the run "
+                                                     "(killed?); marked KILLED when the experiment resumed")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            dead.append(run.info.run_name)
+        return dead
 
     @contextlib.contextmanager
     def run(
         self, name: str, *, tags: Mapping[str, str] | None = None, parent_run_id: str | None = None
     ) -> Iterator[Any]:
         """A run that ends FINISHED, or FAILED (with the error as a tag) if the body raises."""
+        import socket
+
         mlflow = self._mlflow
-        all_tags = dict(tags or {})
+        all_tags = {**(tags or {}), HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         active = mlflow.start_run(run_name=name, experiment_id=self.experiment_id, tags=all_tags,

@@ -404,10 +404,12 @@ class FlareClassifier(BaseEstimator):  # type: ignore[misc]  # scikit-learn ship
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    import zipfile
+
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise FlareseqError(f"{path}: expected the baseline's arrays, could not read them ({exc}). The model "
                             "folder is damaged; save or download it again.") from None
 
