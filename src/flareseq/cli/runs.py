@@ -54,7 +54,9 @@ def register(subparsers) -> None:
     p = add_command(
         subparsers, "evaluate", help="score a run's model on labelled data",
         description="Forecast labelled data with a run's model (at the run's own threshold and calibration) "
-        "and print every score: TSS, HSS2, BSS, precision, recall, F1, accuracy, ROC-AUC, PR-AUC, Brier.",
+        "and print every score: TSS, HSS2, BSS, precision, recall, F1, accuracy, ROC-AUC, PR-AUC, Brier. Data "
+        "the run has seen (the store it was trained on, or samples of its training or validation part) is "
+        "scored on the run's own test split only, and says so; --all scores everything, with a warning.",
         examples=["flareseq evaluate lstm --experiment default --output-dir demo-output --data data/new-store",
                   "flareseq evaluate lstm --experiment default --data fold3Training.json --json",
                   "flareseq evaluate saved-model/ --data data/new-store"],
@@ -63,6 +65,8 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="labelled data: a store, Kaggle JSON lines or SWAN-SF")
     add_store_options(p)
     p.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    p.add_argument("--all", action="store_true",
+                   help="score every labelled sample, even those the run trained or validated on (with a warning)")
     p.set_defaults(func=cmd_evaluate)
 
     p = add_command(
@@ -237,14 +241,49 @@ def cmd_evaluate(args) -> int:
     dataset = load_dataset(args.data).labelled()
     if dataset.n_samples == 0:
         raise FlareseqError(f"{args.data}: no labelled samples to evaluate on; use `flareseq predict` instead.")
+    dataset, scope, warning = _evaluation_scope(args, dataset)
     p = forecaster.predict_proba(dataset)
     climatology = forecaster.base_rate
     scores = metrics.all_scores(dataset.y, p, threshold=forecaster.threshold, climatology=climatology)
     if args.json:
-        print(json.dumps(scores))
+        print(json.dumps({**scores, "scope": scope, **({"warning": warning} if warning else {})}))
     else:
+        print(f"scored: {scope}")
+        if warning:
+            print(f"warning: {warning}")
         _print_scores(scores)
     return 0
+
+
+def _evaluation_scope(args, dataset):
+    """Data the run has seen (its own store, or samples of its training or validation part)
+    is scored on the run's own test split, unless ``--all``; returns the data to score, what
+    it is, and a warning for scores that include seen samples."""
+    import numpy as np
+
+    from flareseq.experiments.run_models import load_run_split, sample_keys
+
+    split = load_run_split(args.run, experiment=args.experiment, tracking_uri=args.tracking_uri,
+                           output_dir=args.output_dir)
+    everything = f"all {dataset.n_samples} labelled samples of {args.data}"
+    if split is None:
+        return dataset, everything + " (a saved model folder records no split)", ""
+    if not split.digests:
+        return dataset, everything + " (the run recorded no split to compare with)", ""
+    keys = np.asarray(sample_keys(dataset))
+    seen = np.isin(keys, list(split.seen()))
+    if not seen.any():
+        return dataset, everything + " (none of them seen by the run)", ""
+    why = f"{int(seen.sum())} sample(s) the run trained or validated on"
+    if args.all:
+        return dataset, everything, (f"{args.data} holds {why}: these scores include samples the model has "
+                                     "seen and overstate its skill; without --all only its test split is scored.")
+    test = np.isin(keys, list(split.digests.get("test", ())))
+    if not test.any():
+        raise FlareseqError(f"{args.data} holds {why}, and none of the run's test samples: there is nothing unseen "
+                            "to score. Give other data, or --all to score everything anyway.")
+    return dataset.subset(test), (f"the run's own test split: {int(test.sum())} of {dataset.n_samples} samples "
+                                  f"({args.data} holds {why}; --all scores everything)"), ""
 
 
 def cmd_predict(args) -> int:

@@ -6,11 +6,62 @@ model here, so all of them forecast with the same object.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
 from flareseq.errors import FlareseqError
 from flareseq.training.forecaster import Forecaster
+
+
+@dataclass
+class RunSplit:
+    """What a tracked run was fitted and tested on: its data's content hash and the digests of
+    its training, validation and test samples (``split/*.txt.gz``)."""
+
+    run_id: str
+    content_hash: str
+    digests: dict[str, set[str]] = field(default_factory=dict)
+
+    def seen(self) -> set[str]:
+        """The samples the model learned from or was tuned on (training and validation)."""
+        return self.digests.get("train", set()) | self.digests.get("validation", set())
+
+
+def sample_keys(dataset) -> list[str]:
+    """The digests :class:`RunSplit` holds, of a dataset's samples."""
+    from flareseq.data.hashing import sample_digests
+
+    labels = dataset.y if dataset.y is not None else [-1] * dataset.n_samples
+    return [d.hex()[:32] for d in sample_digests(dataset.ids, labels, dataset.X)]
+
+
+def load_run_split(run: str, *, experiment: str = "flareseq", tracking_uri: str = "",
+                   output_dir: str | PathLike[str] = "runs") -> RunSplit | None:
+    """The split of a tracked run; ``None`` for a saved folder (it records no split)."""
+    if Path(run).is_dir():
+        return None
+    import gzip
+    import tempfile
+
+    import mlflow
+
+    from flareseq.experiments.report import resolve_run_id
+    from flareseq.experiments.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri, output_dir)
+    client = mlflow.MlflowClient(uri)
+    run_id = resolve_run_id(client, str(run), experiment, uri, hint="or give a saved model folder")
+    split = RunSplit(run_id, client.get_run(run_id).data.params.get("data.content_hash", ""))
+    with tempfile.TemporaryDirectory(prefix="flareseq-split-") as tmp:
+        try:
+            local = Path(client.download_artifacts(run_id, "split", tmp))
+        except Exception:  # noqa: BLE001 - a run of a study layout, or of an older flareseq: no split
+            return split
+        for file in local.glob("*.txt.gz"):
+            with gzip.open(file, "rt") as handle:
+                split.digests[file.name.split(".")[0]] = {line.strip() for line in handle if line.strip()}
+    return split
 
 
 def load_forecaster(run: str | PathLike[str], *, experiment: str = "flareseq", tracking_uri: str = "",

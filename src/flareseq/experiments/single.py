@@ -232,6 +232,8 @@ def run_single(config: RunConfig, *, tracker=None, cache: DataCache | None = Non
             _write_run_artifacts(tmp, config, data, result, history, test_frame, val_frame)
             tracker.log_artifact(tmp / "config.json")
             tracker.log_artifact(tmp / "predictions", subdir="predictions")
+            if any((tmp / "split").iterdir()):
+                tracker.log_artifact(tmp / "split", subdir="split")
             if config.tracking.plots:
                 tracker.log_artifact(tmp / "plots", subdir="plots")
             tracker.log_artifact(tmp / "preparation.json")
@@ -266,6 +268,22 @@ def log_scores(tracker, values: dict[str, float]) -> None:
         tracker.log_metrics(dict(items[start:start + 500]))
 
 
+def write_split_digests(folder: Path, data: RunData) -> None:
+    """``split/{train,validation,test}.txt.gz``: a digest of every sample of each part (its id,
+    label and values: :func:`flareseq.data.hashing.sample_digests`), so that ``flareseq
+    evaluate`` can recognise samples the run has seen in any file, whatever their order."""
+    import gzip
+
+    from flareseq.data.hashing import sample_digests
+
+    folder.mkdir()
+    for name, part in data.parts().items():
+        if part.n_samples == 0 or part.n_timesteps != data.sample_example.n_timesteps:
+            continue  # a study layout's rows or windows are not samples anyone will evaluate
+        with gzip.open(folder / f"{name}.txt.gz", "wt") as handle:
+            handle.writelines(d.hex()[:32] + "\n" for d in sample_digests(part.ids, part.y, part.X))
+
+
 def _write_run_artifacts(folder: Path, config, data: RunData, result: Evaluation, history, test_frame,
                          val_frame) -> None:
     from flareseq.reporting import plots
@@ -278,6 +296,7 @@ def _write_run_artifacts(folder: Path, config, data: RunData, result: Evaluation
     predictions = folder / "predictions"
     predictions.mkdir()
     test_frame.to_csv(predictions / "test_predictions.csv", index=False)
+    write_split_digests(folder / "split", data)
     if val_frame is not None:
         val_frame.to_csv(predictions / "validation_predictions.csv", index=False)
     if not config.tracking.plots:
