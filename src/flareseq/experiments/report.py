@@ -13,7 +13,6 @@ import datetime as dt
 import difflib
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from flareseq.errors import FlareseqError
@@ -21,16 +20,7 @@ from flareseq.evaluation import verification
 from flareseq.experiments.tracking import runs_frame
 from flareseq.reporting import plots
 from flareseq.reporting.report import ReportPaths, build_report
-
-
-def best_per_architecture(runs: pd.DataFrame) -> pd.DataFrame:
-    """The finished run of each architecture with the highest validation TSS."""
-    finished = runs[(runs["status"] == "FINISHED")]
-    if finished.empty:
-        return finished
-    key = finished["val_tss"] if "val_tss" in finished else pd.Series(np.nan, index=finished.index)
-    ranked = finished.assign(_key=key.fillna(-np.inf)).sort_values("_key", ascending=False)
-    return ranked.drop_duplicates("architecture").drop(columns="_key")
+from flareseq.reporting.selection import best_baseline, best_per_architecture
 
 
 def write_experiment_report(tracking_uri: str, experiment: str, out_dir: str | Path, *,
@@ -183,14 +173,6 @@ def _calibration_figure(client, best: pd.DataFrame, scratch: Path, path: Path) -
                                 label=f"{top.get('calibration', '') or 'calibrated'}")
     plots.save_figure(ax, path)
     return str(top["name"])
-
-
-def best_baseline(runs: pd.DataFrame) -> pd.Series | None:
-    """The finished baseline with the highest validation TSS (never chosen on test)."""
-    baselines = runs[(runs["status"] == "FINISHED") & (runs["kind"] == "baseline")]
-    if "val_tss" not in baselines or baselines["val_tss"].isna().all():
-        return None
-    return baselines.loc[baselines["val_tss"].idxmax()]
 
 
 def compare_with_best_baseline(runs: pd.DataFrame, client, scratch: Path, *, n_boot: int = 2000,

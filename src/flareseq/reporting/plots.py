@@ -29,6 +29,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flareseq.evaluation import curves
+from flareseq.reporting import selection
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
@@ -82,37 +85,32 @@ def _binary_inputs(y_true, p, *, name: str = "p") -> tuple[np.ndarray, np.ndarra
 
 
 def roc_points(y_true, p) -> tuple[np.ndarray, np.ndarray, float]:
-    """False and true positive rates at every distinct score, and the area under them.
+    """False and true positive rates at every distinct score, and the area under them (from
+    :func:`flareseq.evaluation.curves.counts_by_threshold`, as every curve in flareseq).
 
     Returns ``(fpr, tpr, auc)``; with only one class present the curve is undefined and all
     three are NaN-filled rather than raising, as the verification scores do.
     """
     y, p = _binary_inputs(y_true, p)
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    counts = curves.counts_by_threshold(y, p)
+    if counts.n_pos == 0 or counts.n_neg == 0:
         return np.array([np.nan]), np.array([np.nan]), float("nan")
-    order = np.argsort(-p, kind="mergesort")
-    p_sorted, y_sorted = p[order], y[order]
     # One point per distinct score: tied scores move the curve diagonally, not in steps.
-    last_of_tie = np.r_[np.flatnonzero(np.diff(p_sorted)), y.size - 1]
-    tp = np.cumsum(y_sorted)[last_of_tie]
-    fp = last_of_tie + 1 - tp
-    tpr = np.r_[0.0, tp / n_pos]
-    fpr = np.r_[0.0, fp / n_neg]
-    return fpr, tpr, float(np.trapezoid(tpr, fpr))
+    tpr = np.r_[0.0, counts.tp / counts.n_pos]
+    fpr = np.r_[0.0, counts.fp / counts.n_neg]
+    return fpr, tpr, float(curves.roc_area(counts))
 
 
 def tss_curve(y_true, p, thresholds: np.ndarray) -> np.ndarray:
     """TSS of the forecast ``p >= t`` for each threshold ``t`` (NaN without both classes)."""
     y, p = _binary_inputs(y_true, p)
-    pos, neg = np.sort(p[y]), np.sort(p[~y])
-    if pos.size == 0 or neg.size == 0:
-        return np.full(len(thresholds), np.nan)
-    # Counting scores >= t in sorted arrays costs O(log n) per threshold, not O(n).
-    tp = pos.size - np.searchsorted(pos, thresholds, side="left")
-    fp = neg.size - np.searchsorted(neg, thresholds, side="left")
-    return tp / pos.size - fp / neg.size
+    counts = curves.counts_by_threshold(y, p)
+    ascending = counts.thresholds[::-1]
+    # distinct scores >= t; the counts at the lowest of them are those of ``p >= t``
+    k = len(ascending) - np.searchsorted(ascending, np.asarray(thresholds, dtype=np.float64), side="left")
+    tp = np.where(k > 0, counts.tp[np.maximum(k - 1, 0)], 0.0)
+    fp = np.where(k > 0, counts.fp[np.maximum(k - 1, 0)], 0.0)
+    return curves.true_skill_statistic(tp, fp, counts.n_pos - tp, counts.n_neg - fp)
 
 
 def reliability_bins(y_true, p, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -353,15 +351,6 @@ def plot_threshold_curves_by_fold(validation: Sequence[pd.DataFrame], test: Sequ
     return fig
 
 
-def _best_per_architecture(table: pd.DataFrame) -> pd.DataFrame:
-    # Chosen by validation TSS: choosing by the test score plotted would flatter every bar.
-    if "val_tss" not in table or "architecture" not in table:
-        raise ValueError("best_per_architecture needs 'architecture' and 'val_tss' columns "
-                         f"(chosen on validation, not test); got columns {list(table.columns)}.")
-    ranked = table.dropna(subset=["val_tss"])
-    return ranked.loc[ranked.groupby("architecture", sort=False)["val_tss"].idxmax()]
-
-
 def _bar_styles(is_baseline: np.ndarray, color: str) -> tuple[list[str], list[str | None]]:
     colors = [BASELINE_COLOR if b else color for b in is_baseline]
     hatches = [BASELINE_HATCH if b else None for b in is_baseline]
@@ -414,7 +403,7 @@ def plot_run_comparison(table: pd.DataFrame, *, pcc: float | None = None, ax: Ax
         raise ValueError(f"table is missing columns {missing}; expected at least name, tss, hss2.")
     if pcc is not None and not 0 < pcc <= 1:
         raise ValueError(f"pcc must be a fraction in (0, 1], got {pcc!r}; divide a percentage by 100.")
-    runs = _best_per_architecture(table) if best_per_architecture else table
+    runs = selection.best_per_architecture(table) if best_per_architecture else table
     draw_accuracy = pcc is not None and "accuracy" in runs
     if ax is None:
         from matplotlib.figure import Figure

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from flareseq.reporting import selection
 from flareseq.reporting.render import MISSING
 from flareseq.reporting.render import Paragraph as _Paragraph
 from flareseq.reporting.render import Table as _Table
@@ -153,13 +154,8 @@ def _range(values: pd.Series, percent: bool = False) -> str:
     return show(low) if low == high else f"{show(low)}–{show(high)}"
 
 
-def _finished(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["status"] == "FINISHED"]
-
-
-def _best_by_validation(df: pd.DataFrame) -> pd.Series | None:
-    candidates = _finished(df).dropna(subset=["val_tss"])
-    return None if candidates.empty else candidates.loc[candidates["val_tss"].idxmax()]
+_finished = selection.finished
+_best_by_validation = selection.best_by_validation
 
 
 # --------------------------------------------------------------------------- sections
@@ -503,9 +499,8 @@ def _best_per_architecture(df: pd.DataFrame) -> _Table:
     headers = _axis_headers(axes)
     table = _Table(["architecture", "run", *headers.values(), "val TSS", "test TSS", "test HSS2", "test recall",
                     "test accuracy"])
-    candidates = _finished(df).dropna(subset=["val_tss"])
-    for architecture, group in candidates.groupby("architecture", sort=False):
-        row = group.loc[group["val_tss"].idxmax()]
+    for _, row in selection.best_per_architecture(df).iterrows():
+        architecture = row["architecture"]
         table.add([str(architecture) or MISSING, str(row["name"]), *(row[c] or MISSING for c in axes),
                    *(_fmt(row[c]) for c in ("val_tss", "test_tss", "test_hss2", "test_recall",
                                             "test_accuracy"))], _kind_class(row))
