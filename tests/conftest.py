@@ -52,3 +52,13 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "files written by tests")
         for nodeid, path in found:
             terminalreporter.write_line(f"{path}  ({nodeid})")
+
+
+@pytest.fixture
+def file_server():
+    """A real HTTP server on 127.0.0.1 serving in-memory files (tests/http_file_server.py)."""
+    from http_file_server import start_file_server
+
+    state, stop = start_file_server()
+    yield state
+    stop()

@@ -6,8 +6,6 @@ import hashlib
 import subprocess
 import sys
 
-from test_download_server import file_server  # noqa: F401  (fixture)
-
 import flareseq.data.download as download
 from flareseq.cli import build_parser
 

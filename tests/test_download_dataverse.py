@@ -8,7 +8,6 @@ import json
 import tarfile
 
 import pytest
-from test_download_server import file_server  # noqa: F401  (fixture)
 
 from flareseq.cli import main
 from flareseq.data.download.dataverse import (

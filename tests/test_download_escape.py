@@ -20,7 +20,6 @@ from test_download_dataverse import (
     file_entry,
     swan_sf_tar,
 )
-from test_download_server import file_server  # noqa: F401  (fixture)
 
 from flareseq.cli import main
 from flareseq.data.download.dataverse import download_swan_sf, extract_tar

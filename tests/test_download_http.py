@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from test_download_server import file_server  # noqa: F401  (fixture)
 
 from flareseq.data.download.http import (
     Checksum,
