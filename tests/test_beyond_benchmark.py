@@ -32,5 +32,7 @@ def test_beyond_benchmark_quick_run(capsys):
                 "lstm balanced-sampling", "minirocket"}
     assert set(result["models"]) == expected
     assert result["models"]["climatology"]["tss"] == 0.0
-    for entry in result["models"].values():
-        assert -1.0 <= entry["tss"] <= 1.0
+    # the synthetic data's known signal (flux and current-helicity trends): every summary or
+    # last-step baseline finds some of it even at 800 samples
+    for name in ("logistic-last", "logistic-summary", "gboost-last", "gboost-summary"):
+        assert result["models"][name]["tss"] > 0.1, name

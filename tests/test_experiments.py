@@ -46,6 +46,8 @@ def test_grid_runs_baselines_and_models_into_mlflow(finished_grid):
     assert set(frame["kind"]) == {"model", "baseline"}
     model_row = frame[frame["name"] == "grid-c1"].iloc[0]
     assert -1 <= model_row["test_tss"] <= 1 and 0 <= model_row["threshold"] <= 1
+    baseline_row = frame[frame["name"] == "baseline-logistic-summary"].iloc[0]
+    assert baseline_row["test_tss"] > 0.1  # the synthetic data's known signal
     run = mlflow.get_run(model_row["run_id"])
     # The flattened config, the data's content hash and the per-epoch history are logged.
     assert run.data.params["training.class_weight.1"] == "5"

@@ -68,9 +68,14 @@ def study_store(tmp_path_factory):
         for experiment in (study, leak):
             results = run_experiment(experiment, with_baselines=False, progress=False, echo=lambda line: None)
             assert [r.status for r in results] == ["FINISHED"] * len(experiment.runs), [r.error for r in results]
+    fixed = load_experiment(EXPERIMENTS / "study-fixed.toml", overrides=small)
+    fixed = type(fixed)(name=fixed.name, runs=fixed.runs[:1], source=fixed.source)
+    run_experiment(fixed, with_baselines=False, progress=False, echo=lambda line: None)
     client = mlflow.MlflowClient(resolve_tracking_uri("", out))
     experiment = client.get_experiment_by_name("study")
-    return {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    runs["_out"] = out
+    return runs
 
 
 def test_array_fed_runs_split_the_rows_into_steps_per_epoch_batches(study_store):
@@ -98,3 +103,17 @@ def test_the_leaky_run_is_tagged_and_takes_the_label_as_26th_input(study_store, 
     local = Path(mlflow.artifacts.download_artifacts(run_id=leaky.info.run_id, artifact_path="preparation.json",
                                                      dst_path=str(tmp_path)))
     assert '"label"' in local.read_text() and len(__import__("json").loads(local.read_text())["feature_names"]) == 26
+
+
+def test_the_report_shows_the_leak_and_sets_the_fixed_study_beside(study_store, tmp_path):
+    from flareseq.experiments.report import write_experiment_report
+
+    out = study_store["_out"]
+    paths = write_experiment_report(resolve_tracking_uri("", out), "study", tmp_path / "report", n_boot=0)
+    text = paths.markdown.read_text()
+    assert "The label as an input (a leak)" in text and "embed-tied-stacked-lstm-leaky-c1" in text
+    assert "The study as written and as 'study-fixed'" in text
+    import json
+
+    headline = json.loads((tmp_path / "report" / "headline.json").read_text())
+    assert "leaky" not in headline["best_model"]["name"]  # a run fed the label is never the best model

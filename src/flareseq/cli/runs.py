@@ -47,6 +47,9 @@ def register(subparsers) -> None:
     p.add_argument("grid", help="an experiment file, e.g. experiments/study.toml")
     _add_run_options(p)
     p.add_argument("--no-baselines", action="store_true", help="skip the baseline runs")
+    p.add_argument("--only", metavar="PATTERNS",
+                   help="run only the runs whose names match these comma-separated patterns (fnmatch: * and ?), "
+                        "e.g. --only 'lstm-c*,baseline-logistic-last'")
     p.add_argument("--no-report", action="store_true", help="do not write the report afterwards")
     add_store_options(p, writes=True, experiment=False)
     p.set_defaults(func=cmd_experiments)
@@ -206,8 +209,9 @@ def cmd_experiments(args) -> int:
     first = experiment.runs[0]
     print(f"experiment {first.tracking.experiment!r}: {len(experiment.runs)} run(s) from {args.grid}"
           + ("" if args.no_baselines else f" + {len(first.baselines)} baseline(s)"), file=sys.stderr)
+    only = [p.strip() for p in args.only.split(",") if p.strip()] if args.only else None
     results = run_experiment(experiment, progress=not args.no_progress, with_baselines=not args.no_baselines,
-                             echo=lambda line: print(line, file=sys.stderr))
+                             echo=lambda line: print(line, file=sys.stderr), only=only)
     failed = [r for r in results if r.status == "FAILED"]
     tracker_uri = make_tracker(first).tracking_uri
     print(f"{len(results) - len(failed)} run(s) finished or already done, {len(failed)} failed; "

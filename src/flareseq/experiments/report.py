@@ -22,6 +22,9 @@ from flareseq.reporting import plots
 from flareseq.reporting.report import ReportPaths, build_report
 from flareseq.reporting.selection import best_baseline, best_per_architecture
 
+# Experiments shown beside another's report: the study as written beside the study fixed.
+COMPANIONS = {"study": "study-fixed"}
+
 
 def write_experiment_report(tracking_uri: str, experiment: str, out_dir: str | Path, *,
                             n_boot: int = 2000) -> ReportPaths:
@@ -106,7 +109,10 @@ def write_experiment_report(tracking_uri: str, experiment: str, out_dir: str | P
         "runs": f"{len(runs)} ({int((runs['status'] == 'FINISHED').sum()) if len(runs) else 0} finished)",
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    return build_report(runs, figures=figures, meta=meta, out_dir=out, comparisons=comparisons)
+    companion = None
+    if experiment in COMPANIONS and client.get_experiment_by_name(COMPANIONS[experiment]) is not None:
+        companion = (COMPANIONS[experiment], runs_frame(tracking_uri, COMPANIONS[experiment]))
+    return build_report(runs, figures=figures, meta=meta, out_dir=out, comparisons=comparisons, companion=companion)
 
 
 # Settings that only a trained model has: a baseline's row shows "–" for them, not the values

@@ -9,8 +9,10 @@ failed while the grid goes on.
 
 from __future__ import annotations
 
+import fnmatch
 import sys
 import time
+from collections.abc import Sequence
 import traceback
 from dataclasses import replace
 
@@ -45,8 +47,9 @@ def run(config: RunConfig, *, tracker=None, cache: DataCache | None = None, prog
 
 # -- a grid ---------------------------------------------------------------------------------
 def run_experiment(experiment: Experiment, *, progress: bool | None = None, with_baselines: bool = True,
-                   echo=print) -> list[RunResult]:
-    """Every run of ``experiment`` (and its baselines), resuming where an earlier call stopped."""
+                   echo=print, only: Sequence[str] | None = None) -> list[RunResult]:
+    """Every run of ``experiment`` (and its baselines), resuming where an earlier call stopped;
+    with ``only``, just the runs whose names match one of these fnmatch patterns."""
     if not experiment.runs:
         return []
     first = experiment.runs[0]
@@ -59,6 +62,11 @@ def run_experiment(experiment: Experiment, *, progress: bool | None = None, with
     plan = list(experiment.runs)
     if with_baselines:
         plan = _baseline_runs(experiment) + plan
+    if only is not None:
+        plan = [c for c in plan if any(fnmatch.fnmatchcase(c.name, pattern) for pattern in only)]
+        if not plan:
+            raise FlareseqError(f"--only {','.join(only)} matches none of the runs "
+                                f"{[c.name for c in experiment.runs]} (nor their baselines).")
     results = []
     for index, config in enumerate(plan, start=1):
         label = f"[{index}/{len(plan)}] {config.name}"

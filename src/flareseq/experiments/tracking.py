@@ -247,6 +247,7 @@ def runs_frame(tracking_uri: str, experiment: str) -> pd.DataFrame:
             "threshold_metric": tags.get("threshold_metric", ""), "calibrated": tags.get("calibrated", "False"),
             "calibration": tags.get("calibration", ""), "class_weighted": tags.get("class_weighted", "False"),
             "reweighting": tags.get("reweighting", ""), "split_leaky": tags.get("split_leaky", "False"),
+            "leaky": tags.get("leaky", "False"), "layout": tags.get("layout", ""),
             "n_folds": int(tags["flareseq.cv"]) if tags.get("flareseq.cv", "").isdigit() else None,
             "ci_resampling": tags.get("ci_resampling", ""),
             "ci_level": float(params.get("verification.confidence_level", "nan")),

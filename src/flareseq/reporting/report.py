@@ -107,7 +107,7 @@ def _normalise(runs) -> pd.DataFrame:
     for column in ("pcc", "pcc_125"):
         df[column] = df[column].where(~(df[column] > 1), df[column] / 100)  # a percentage, made a fraction
     df["pcc_125"] = df["pcc_125"].fillna(1.25 * df["pcc"])
-    for column in ("calibrated", "split_leaky", "class_weighted"):
+    for column in ("calibrated", "split_leaky", "class_weighted", "leaky"):
         df[column] = [_truthy(v) for v in df[column]] if column in df else None
     for column in df.columns:
         if str(column).startswith(PARAM_PREFIX):
@@ -424,8 +424,9 @@ def _headline(df: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> dict
     def number(value) -> float | None:
         return None if value is None or math.isnan(value) else float(value)
 
-    best = _best_by_validation(df[df["kind"] == "model"])
-    baseline = _best_by_validation(df[df["kind"] == "baseline"])
+    honest = df[df["leaky"].map(lambda v: v is not True)]  # a run fed the label is never "best"
+    best = _best_by_validation(honest[honest["kind"] == "model"])
+    baseline = _best_by_validation(honest[honest["kind"] == "baseline"])
     out: dict = {
         "n_runs": len(df), "n_models": int((df["kind"] != "baseline").sum()),
         "n_baselines": int((df["kind"] == "baseline").sum()), "n_unfinished": int((df["status"] != "FINISHED").sum()),
@@ -524,7 +525,9 @@ def _study_comparison(df: pd.DataFrame) -> list:
         ["recall", "0.55–0.96", _range(models["test_recall"]), of_best("test_recall")],
         ["TSS", "~0.59–0.67 (implied by its accuracy and recall)", _range(models["test_tss"]), of_best("test_tss")],
         ["PCC (test)", _percent(study["pcc"]), _range(models["pcc"], True), of_best("pcc", True)],
-        ["1.25 × PCC (test)", _percent(study["pcc_125"]), _range(models["pcc_125"], True), of_best("pcc_125", True)],
+        ["1.25 × PCC (test)", _percent(study["pcc_125"]), _range(models["pcc_125"], True)
+         + (" (above 100 %: no accuracy can clear it)" if (models["pcc_125"] > 1).any() else ""),
+         of_best("pcc_125", True)],
     ]
     table.classes = [""] * len(table.rows)
     judged = models.dropna(subset=["test_accuracy", "pcc"])
@@ -537,6 +540,50 @@ def _study_comparison(df: pd.DataFrame) -> list:
         "The study's figures come from another sample and protocol (single 12-minute rows, threshold 0.5); read "
         "them as orientation, not a finish line. Accuracy misleads under class imbalance: always forecasting "
         "'no flare' scores about 84 % on the study's data, so TSS is the primary score here.")]
+
+
+def _leak(df: pd.DataFrame) -> list:
+    """Runs fed the label (the study's generator-fed runs, `study-leak.toml`) beside the same
+    configuration without it: how much of the score the leak explains."""
+    leaky = _finished(df[df["leaky"].map(lambda v: v is True)])
+    if leaky.empty:
+        return []
+    by_name = {str(n): row for n, row in _finished(df).set_index("name", drop=False).iterrows()}
+    table = _Table(["run fed the label", "test TSS", "the same run without it", "test TSS", "TSS explained by the leak"])
+    for _, row in leaky.iterrows():
+        twin = by_name.get(str(row["name"]).replace("-leaky", ""))
+        gap = float(row["test_tss"] - twin["test_tss"]) if twin is not None else float("nan")
+        table.add([str(row["name"]), _fmt(row["test_tss"]), MISSING if twin is None else str(twin["name"]),
+                   MISSING if twin is None else _fmt(twin["test_tss"]), _fmt(gap)], "leaky")
+    return [table, _Paragraph(
+        "These runs take every row's label as an input, as the study's generator-fed models did (26 inputs, "
+        "the label among them): their scores measure the leak, not forecasting. They are never chosen as the best "
+        "model.", warning=True)]
+
+
+def _companion(df: pd.DataFrame, companion: pd.DataFrame | None, label: str) -> list:
+    """The best run per architecture here and in a companion experiment (the study as written
+    and the study with its data flaws fixed), side by side."""
+    if companion is None or companion.empty:
+        return []
+    other = _normalise(companion)
+    here = {r["architecture"]: r for _, r in selection.best_per_architecture(df[df["kind"] == "model"]).iterrows()}
+    there = {r["architecture"]: r for _, r in selection.best_per_architecture(
+        other[other["kind"] == "model"]).iterrows()}
+    table = _Table(["architecture", "as written: run", "test TSS", "test HSS2", "test recall", f"{label}: run",
+                    "test TSS", "test HSS2", "test recall"])
+    for architecture in [a for a in here if a in there] + [a for a in there if a not in here]:
+        a, b = here.get(architecture), there.get(architecture)
+        cells = []
+        for row in (a, b):
+            cells += [MISSING] * 4 if row is None else [str(row["name"]), *(_fmt(row[c]) for c in (
+                "test_tss", "test_hss2", "test_recall"))]
+        table.add([str(architecture), *cells], "")
+    return [table, _Paragraph(
+        f"Best run per architecture by validation TSS in this experiment and in '{label}', which fixes the study's "
+        "data flaws (one 60-step sequence per sample instead of single rows or windows cut across samples, no "
+        "label among the inputs, interpolated missing values) at the same budget. Their test samples differ "
+        "(rows against whole samples), so the scores are not paired.")]
 
 
 def _notes(df: pd.DataFrame) -> list[_Paragraph]:
@@ -573,7 +620,8 @@ def _failed_table(df: pd.DataFrame) -> _Table | None:
     return table
 
 
-def _document(df: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> list[tuple[str, list]]:
+def _document(df: pd.DataFrame, comparisons: pd.DataFrame | None = None,
+              companion: tuple[str, pd.DataFrame] | None = None) -> list[tuple[str, list]]:
     df = _ranked(df)
     notes = _notes(df)
     failed = _failed_table(df)
@@ -586,6 +634,9 @@ def _document(df: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> list
         *([("Failed runs", [failed])] if failed else []),
         *[(heading, blocks) for heading, blocks in optional if blocks],
         ("Best run per architecture (by validation TSS)", [_best_per_architecture(df)]),
+        *([(f"The study as written and as '{companion[0]}'", _companion(df, companion[1], companion[0]))]
+          if companion is not None and not companion[1].empty else []),
+        *([("The label as an input (a leak)", _leak(df))] if _leak(df) else []),
         ("Compared with the study", _study_comparison(df)),
         ("Notes", notes),
     ]
@@ -606,7 +657,8 @@ def runs_table_markdown(runs) -> str:
 
 def build_report(runs, *, figures: Iterable[tuple[str | PathLike[str], str]] | Mapping = (),
                  meta: Mapping[str, object] | None = None, out_dir: str | PathLike[str],
-                 comparisons: pd.DataFrame | None = None) -> ReportPaths:
+                 comparisons: pd.DataFrame | None = None,
+                 companion: tuple[str, pd.DataFrame] | None = None) -> ReportPaths:
     """Write ``report.md`` and a self-contained ``report.html`` comparing runs and baselines.
 
     Parameters
@@ -633,6 +685,8 @@ def build_report(runs, *, figures: Iterable[tuple[str | PathLike[str], str]] | M
         ``baseline``, and for m in tss, hss2, pr_auc ``<m>_difference``, ``<m>_low``,
         ``<m>_high``, ``<m>_p_first_better``; ``error`` (text) when not comparable
         (see :func:`flareseq.experiments.report.compare_with_best_baseline`).
+    companion : ``(name, runs)`` of a companion experiment shown beside this one (the report
+        of ``study`` sets ``study-fixed`` beside it).
 
     Returns
     -------
@@ -644,7 +698,7 @@ def build_report(runs, *, figures: Iterable[tuple[str | PathLike[str], str]] | M
     figure_list = _figure_list(figures)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections = _document(df, comparisons)
+    sections = _document(df, comparisons, companion)
     paths = ReportPaths(out_dir / "report.md", out_dir / "report.html")
     paths.markdown.write_text(_render_markdown(title, meta, sections, figure_list, out_dir), encoding="utf-8")
     paths.html.write_text(_render_html(title, meta, sections, figure_list), encoding="utf-8")
