@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import REPO_ROOT, SHARED_DATA, SWAN_SAMPLES
 
 README = REPO_ROOT / "README.md"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import fnmatch
 import sys
 import time
-from collections.abc import Sequence
 import traceback
+from collections.abc import Sequence
 from dataclasses import replace
 
 from flareseq.errors import FlareseqError
