@@ -32,3 +32,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def device():
+    """The torch device of the model tests: ``FLARESEQ_TEST_DEVICE`` (default ``cpu``; a GPU
+    machine runs them with ``cuda``, as benchmarks/gpu_check.sh does). Skips with the reason
+    when that device is absent."""
+    import torch
+
+    name = os.environ.get("FLARESEQ_TEST_DEVICE", "cpu")
+    try:
+        chosen = torch.device(name)
+    except RuntimeError:
+        pytest.fail(f"FLARESEQ_TEST_DEVICE={name!r} is not a torch device (expected cpu or cuda[:N])")
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        pytest.skip(f"FLARESEQ_TEST_DEVICE={name} but CUDA is not available on this machine")
+    return chosen
