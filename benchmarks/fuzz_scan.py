@@ -33,10 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO / "tests"))
+    import test_scan_fuzz as fuzz
     from hypothesis import HealthCheck, given, seed, settings
     from hypothesis import strategies as st
-
-    import test_scan_fuzz as fuzz
 
     outcomes: dict[str, Counter] = {}
     run_settings = settings(max_examples=args.cases, deadline=None, database=None,
