@@ -38,7 +38,8 @@ def one_torch_thread():
 def device():
     """The torch device of the model tests: ``FLARESEQ_TEST_DEVICE`` (default ``cpu``; a GPU
     machine runs them with ``cuda``, as benchmarks/gpu_check.sh does). Skips with the reason
-    when that device is absent."""
+    when that device is absent. On a GPU, float32 stays IEEE float32 (cuDNN and cuBLAS would
+    use TF32, a 10-bit mantissa, on Ampere and later: tolerances are for float32)."""
     import torch
 
     name = os.environ.get("FLARESEQ_TEST_DEVICE", "cpu")
@@ -46,6 +47,12 @@ def device():
         chosen = torch.device(name)
     except RuntimeError:
         pytest.fail(f"FLARESEQ_TEST_DEVICE={name!r} is not a torch device (expected cpu or cuda[:N])")
-    if chosen.type == "cuda" and not torch.cuda.is_available():
+    if chosen.type != "cuda":
+        yield chosen
+        return
+    if not torch.cuda.is_available():
         pytest.skip(f"FLARESEQ_TEST_DEVICE={name} but CUDA is not available on this machine")
-    return chosen
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield chosen
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
