@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from flareseq import _lstm
+from flareseq.errors import ConfigError
 
 LOOP_CHOICES = ("python", *(name for _, name in _lstm.variants()))
 
@@ -50,8 +51,6 @@ def _choose_loop() -> str:
     if not wanted:
         return LOOP_CHOICES[1]
     if wanted not in LOOP_CHOICES:
-        from flareseq.errors import ConfigError
-
         raise ConfigError(f"FLARESEQ_LSTM_LOOP must be one of {list(LOOP_CHOICES)} on this CPU, got {wanted!r}.")
     return wanted
 
@@ -59,7 +58,7 @@ def _choose_loop() -> str:
 #: The recurrent-dropout time loop of float32 CPU training: a copy of the C loop
 #: (``"avx512"``, ``"avx2"``, ``"generic"``) or ``"python"`` (the autograd loop).
 LOOP = _choose_loop()
-_VARIANT_INDEX = dict((name, index) for index, name in _lstm.variants())
+_VARIANT_INDEX = {name: index for index, name in _lstm.variants()}
 
 
 class _MaskedLSTMKernel(torch.autograd.Function):
@@ -164,8 +163,6 @@ class KerasLSTM(nn.Module):
         super().__init__()
         for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0.0 <= rate < 1.0:
-                from flareseq.errors import ConfigError
-
                 raise ConfigError(f"{name} must be in [0, 1), got {rate}.")
         self.input_size = input_size
         self.hidden_size = hidden_size
