@@ -8,9 +8,10 @@ The properties, strategies and oracle are tests/test_scan_fuzz.py's (the suite r
 hundred cases of each): generated Kaggle lines in every spelling, the same mutated byte by
 byte, and random bytes; each case must be declined by the scanner (with a line and a
 reason) or read bit for bit as the strict parser reads it. Hypothesis explores without its
-example database, so each run is new; ``--seed`` repeats one. A failure prints the
-shrunk falsifying input and exits non-zero. The last line is ``RESULT {json}`` with the
-cases run and how many the scanner accepted.
+example database, so each run is new; ``--seed`` repeats one. Cases run in rounds of at
+most 1,000 per property (Hypothesis keeps what it explored in memory: ~1 GB after 3,000
+cases in one go). A failure prints the shrunk falsifying input and exits non-zero. The last
+line is ``RESULT {json}`` with the cases run and how many the scanner accepted.
 """
 
 from __future__ import annotations
@@ -38,43 +39,53 @@ def main(argv: list[str] | None = None) -> int:
     from hypothesis import strategies as st
 
     outcomes: dict[str, Counter] = {}
-    run_settings = settings(max_examples=args.cases, deadline=None, database=None,
-                            suppress_health_check=list(HealthCheck))
 
     def record(name: str, accepted: bool) -> None:
         outcomes.setdefault(name, Counter())["accepted" if accepted else "declined"] += 1
 
-    @run_settings
-    @given(data=st.data(), n_timesteps=st.integers(1, 3))
-    def generated(data, n_timesteps):
-        record("generated", fuzz.check_chunk(data.draw(fuzz.kaggle_chunks(n_timesteps)), n_timesteps))
+    def properties(n: int):
+        """The three properties, n cases each (fresh functions: Hypothesis's memory goes with them)."""
+        run_settings = settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
-    @run_settings
-    @given(data=st.data(), n_timesteps=st.integers(1, 2))
-    def mutated(data, n_timesteps):
-        chunk = data.draw(fuzz.kaggle_chunks(n_timesteps))
-        record("mutated", fuzz.check_chunk(data.draw(fuzz.mutated(chunk)), n_timesteps))
+        @run_settings
+        @given(data=st.data(), n_timesteps=st.integers(1, 3))
+        def generated(data, n_timesteps):
+            record("generated", fuzz.check_chunk(data.draw(fuzz.kaggle_chunks(n_timesteps)), n_timesteps))
 
-    @run_settings
-    @given(blob=st.one_of(st.binary(max_size=2000), st.lists(st.sampled_from(fuzz.TOKENS), max_size=200).map(b"".join)),
-           n_timesteps=st.integers(1, 3))
-    def random_bytes(blob, n_timesteps):
-        record("random", fuzz.check_chunk(blob, n_timesteps))
+        @run_settings
+        @given(data=st.data(), n_timesteps=st.integers(1, 2))
+        def mutated(data, n_timesteps):
+            chunk = data.draw(fuzz.kaggle_chunks(n_timesteps))
+            record("mutated", fuzz.check_chunk(data.draw(fuzz.mutated(chunk)), n_timesteps))
+
+        @run_settings
+        @given(blob=st.one_of(st.binary(max_size=2000), st.lists(st.sampled_from(fuzz.TOKENS), max_size=200).map(b"".join)),
+               n_timesteps=st.integers(1, 3))
+        def random(blob, n_timesteps):
+            record("random", fuzz.check_chunk(blob, n_timesteps))
+
+        return generated, mutated, random
 
     started, cpu = time.perf_counter(), time.process_time()
     failed = None
-    for prop in (generated, mutated, random_bytes):
-        if args.seed is not None:
-            prop = seed(args.seed)(prop)
-        try:
-            prop()
-        except Exception as exc:  # noqa: BLE001 - report which property failed, then exit non-zero
-            failed = f"{prop.__name__}: {type(exc).__name__}: {exc}"
-            print(f"FAILED {failed}", file=sys.stderr)
+    done = 0
+    for round_number in range(-(-args.cases // 1000)):
+        n = min(1000, args.cases - done)
+        for prop in properties(n):
+            if args.seed is not None:
+                prop = seed(args.seed + round_number)(prop)
+            try:
+                prop()
+            except Exception as exc:  # noqa: BLE001 - report which property failed, then exit non-zero
+                failed = f"{prop.__name__}: {type(exc).__name__}: {exc}"
+                print(f"FAILED {failed}", file=sys.stderr)
+                break
+        if failed:
             break
-        counts = outcomes.get(prop.__name__.replace("random_bytes", "random"), Counter())
-        print(f"{prop.__name__:<14} {sum(counts.values()):>8,} cases  {counts['accepted']:>7,} accepted  "
-              f"{counts['declined']:>8,} declined", flush=True)
+        done += n
+        print(f"{done:>8,} cases per property: " + ", ".join(
+            f"{name} {c['accepted']:,} accepted / {c['declined']:,} declined" for name, c in outcomes.items()),
+            flush=True)
     seconds = time.perf_counter() - started
     total = sum(sum(c.values()) for c in outcomes.values())
     sanitized = "libasan" in os.environ.get("LD_PRELOAD", "")
