@@ -15,7 +15,11 @@ measures:
   `model.fit` of the same architecture in Keras 3 on TensorFlow (RMSprop, binary
   cross-entropy, accuracy and recall metrics as the study compiled it), same data, batch,
   thread count;
-* inference samples/s: `predict_logits` vs `model.predict`, same batch size.
+* inference samples/s: `predict_logits` vs `model.predict`, same batch size;
+* ``cpu-ratio``: the training ratio in samples per CPU-second of each framework's process
+  (all its threads), which a shared machine distorts much less than wall time; with one
+  thread on an idle machine it equals the wall-time ratio (with more threads it also
+  charges spin-waiting).
 
 Each figure is the best of `--repeats` runs (the machine is shared: the best run is the one
 least disturbed), after a warm-up epoch; flareseq's and Keras's runs alternate, so both see
@@ -124,13 +128,16 @@ class TorchRunner:
         train_model(self.model, self.X[:n], self.y[:n], settings=self.settings, device=self.device, progress=False)
         self.repeat = 0
 
-    def train(self) -> tuple[float, float]:
+    def train(self) -> tuple[float, float, float]:
+        """Samples per second of wall time, the loader's share, samples per CPU-second."""
         from flareseq.training.loop import train_model
 
         self.repeat += 1
+        cpu = time.process_time()
         h = train_model(self.model, self.X, self.y, settings=self.settings, random_state=self.repeat,
                         device=self.device, progress=False).history
-        return len(self.X) / h["seconds"][0], h["data_seconds"][0] / h["seconds"][0]
+        cpu = time.process_time() - cpu
+        return len(self.X) / h["seconds"][0], h["data_seconds"][0] / h["seconds"][0], len(self.X) / cpu
 
     def infer(self) -> float:
         from flareseq.training.loop import predict_logits
@@ -271,9 +278,9 @@ def keras_worker(args, X, y) -> None:
             model.predict(X[: args.batch_size], batch_size=args.batch_size, verbose=0)
             reply = {"n_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables))}
         elif request["what"] == "train":
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             model.fit(X, y, batch_size=args.batch_size, epochs=1, verbose=0)
-            reply = {"rate": len(X) / (time.perf_counter() - t)}
+            reply = {"rate": len(X) / (time.perf_counter() - t), "cpu_rate": len(X) / (time.process_time() - cpu)}
         else:
             t = time.perf_counter()
             model.predict(X, batch_size=args.batch_size, verbose=0)
@@ -334,21 +341,26 @@ def measure(args, X, y) -> tuple[dict, dict | None]:
             torch_runner.prepare(name, rd)
             n_params = keras_runner.ask(what="prepare", name=name, recurrent_dropout=rd)["n_parameters"] \
                 if keras_runner else None
-            train, share, infer, k_train, k_infer = [], [], [], [], []
+            train, share, cpu, infer, k_train, k_cpu, k_infer = [], [], [], [], [], [], []
             for _ in range(args.repeats):
-                rate, data_share = torch_runner.train()
+                rate, data_share, cpu_rate = torch_runner.train()
                 train.append(rate)
                 share.append(data_share)
+                cpu.append(cpu_rate)
                 if keras_runner:
-                    k_train.append(keras_runner.ask(what="train")["rate"])
+                    reply = keras_runner.ask(what="train")
+                    k_train.append(reply["rate"])
+                    k_cpu.append(reply["cpu_rate"])
             for _ in range(args.repeats):
                 infer.append(torch_runner.infer())
                 if keras_runner:
                     k_infer.append(keras_runner.ask(what="infer")["rate"])
-            ours[key] = {"train": max(train), "infer": max(infer), "data_share": float(np.median(share))}
+            ours[key] = {"train": max(train), "infer": max(infer), "data_share": float(np.median(share)),
+                         "train_cpu": max(cpu)}
             line = f"  {name:<24} {setting:<6} flareseq train {max(train):>8,.0f}/s infer {max(infer):>8,.0f}/s"
             if keras_runner:
-                theirs[key] = {"train": max(k_train), "infer": max(k_infer), "n_parameters": n_params}
+                theirs[key] = {"train": max(k_train), "infer": max(k_infer), "n_parameters": n_params,
+                               "train_cpu": max(k_cpu)}
                 line += f" | keras train {max(k_train):>8,.0f}/s infer {max(k_infer):>8,.0f}/s ({n_params} parameters)"
             print(line, file=sys.stderr)
     if keras_runner:
@@ -405,8 +417,8 @@ def main(argv=None) -> int:
     print(f"\n{cpu_line(info)}\nrecurrent-dropout loop that trained: {rd_loop}; torch kernels "
           f"{torch.backends.cpu.get_cpu_capability()}; device {args.device}")
     print(f"peak: {how}")
-    header = (f"{'model':<24} {'setting':<6} {'train/s':>9} {'keras/s':>9} {'ratio':>6} {'GFLOP/s':>8} {'%peak':>6}"
-              f" {'infer/s':>9} {'keras/s':>9} {'ratio':>6} {'data%':>6}")
+    header = (f"{'model':<24} {'setting':<6} {'train/s':>9} {'keras/s':>9} {'ratio':>6} {'cpu-ratio':>9} {'GFLOP/s':>8}"
+              f" {'%peak':>6} {'infer/s':>9} {'keras/s':>9} {'ratio':>6} {'data%':>6}")
     print(header)
     result: dict = {**info, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
                     "device": args.device, "rd_loop": rd_loop,
@@ -420,9 +432,11 @@ def main(argv=None) -> int:
         gflops = 3 * flops * row["train"] / 1e9
         k = (keras or {}).get(key)
         ratio = row["train"] / k["train"] if k else None
+        cpu_ratio = row["train_cpu"] / k["train_cpu"] if k else None
         infer_ratio = row["infer"] / k["infer"] if k else None
         print(f"{name:<24} {setting:<6} {row['train']:>9,.0f} {k['train'] if k else float('nan'):>9,.0f} "
-              f"{ratio or float('nan'):>6.2f} {gflops:>8.1f} {100 * gflops / peak:>6.2f} {row['infer']:>9,.0f} "
+              f"{ratio or float('nan'):>6.2f} {cpu_ratio or float('nan'):>9.2f} {gflops:>8.1f} {100 * gflops / peak:>6.2f} "
+              f"{row['infer']:>9,.0f} "
               f"{k['infer'] if k else float('nan'):>9,.0f} {infer_ratio or float('nan'):>6.2f} "
               f"{100 * row['data_share']:>6.1f}")
         entry = result["models"].setdefault(name, {})
@@ -431,11 +445,13 @@ def main(argv=None) -> int:
             "keras_train_samples_per_s": round(k["train"]) if k else None,
             "keras_infer_samples_per_s": round(k["infer"]) if k else None,
             "ratio_vs_keras": round(ratio, 2) if ratio else None,
+            "cpu_ratio_vs_keras": round(cpu_ratio, 2) if cpu_ratio else None,
             "infer_ratio_vs_keras": round(infer_ratio, 2) if infer_ratio else None,
             "train_gflops": round(gflops, 2), "data_share": round(row["data_share"], 4),
         }
         if setting == "study":
             entry["ratio_vs_keras"] = entry[setting]["ratio_vs_keras"]
+            entry["cpu_ratio_vs_keras"] = entry[setting]["cpu_ratio_vs_keras"]
             entry["train_samples_per_s"] = entry[setting]["train_samples_per_s"]
     if paths is not None:
         clock = "wall time on the GPU" if args.device.startswith("cuda") else "thread CPU time, 1 thread"
