@@ -123,3 +123,26 @@ def test_the_loop_can_be_forced_by_environment(monkeypatch, value, ok):
     else:
         with pytest.raises(ConfigError, match="FLARESEQ_LSTM_LOOP must be one of"):
             recurrent._choose_loop()
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_each_path_with_a_mask_of_ones_equals_the_fused_kernel(path):
+    """Without a dropped unit, the recurrent-dropout paths and torch's fused kernel (what
+    runs without recurrent dropout) compute the same function and gradients."""
+    torch.manual_seed(6)
+    layer = KerasLSTM(7, 25, return_sequences=True).train()
+    x = torch.randn(19, 9, 7)
+    fused = layer(x)  # recurrent_dropout == 0: the fused kernel
+    (fused * torch.linspace(-1, 1, fused.numel()).view_as(fused)).sum().backward()
+    expected = [p.grad.clone() for p in (layer.weight_ih, layer.weight_hh, layer.bias)]
+    layer.zero_grad()
+    ones = torch.ones(19, 25)
+    if path == "python":
+        out = recurrent._masked_lstm_loop(x, layer.weight_ih, layer.weight_hh, layer.bias, ones)
+    else:
+        out = recurrent._MaskedLSTMKernel.apply(x, layer.weight_ih, layer.weight_hh, layer.bias, ones,
+                                                recurrent._VARIANT_INDEX[path])
+    (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+    torch.testing.assert_close(out, fused.detach(), rtol=1e-5, atol=1e-6)
+    for got, want in zip((layer.weight_ih, layer.weight_hh, layer.bias), expected):
+        torch.testing.assert_close(got.grad, want, rtol=1e-4, atol=1e-5)
