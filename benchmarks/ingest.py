@@ -10,9 +10,9 @@ What it measures, all on the same synthetic Kaggle-layout file in the same run:
   and content hash) in a child process, as a user runs it; MB/s over the file's bytes, with
   the worker start-up included; peak RSS of the whole process tree (the child and its
   workers, summed, sampled every 20 ms) and the largest single process.
-* **flareseq without the compiled scanner** (``--no-python-path`` skips it): the same with
-  ``FLARESEQ_PURE_PYTHON=1``, as an install without a C compiler runs (the Arrow-based fast
-  path in worker processes): the before/after of the scanner.
+* **flareseq with the strict parser only** (``--no-strict`` skips it): the same with
+  ``FLARESEQ_KAGGLE_PARSER=strict`` (the compiled scanner switched off; orjson and the
+  per-field checks of ``data/kaggle.py`` in worker processes): what the scanner buys.
 * **starter kernel**: the Kaggle starter kernel's approach -- stdlib JSON decoding per line,
   then ``pandas.DataFrame.from_dict`` per sample, into a float32 array -- on the first
   ``--starter-mb`` MB of the file (whole lines) in one process. It is ~40x slower, so its
@@ -27,7 +27,8 @@ What it measures, all on the same synthetic Kaggle-layout file in the same run:
 The machine may be shared: each contender runs ``--repeats`` times, interleaved, and the
 best run of each is reported (peak memory: the largest of all runs); the output records the
 load average before and after, and the CPU seconds used, so that a disturbed figure can be
-recognised. The last line is ``RESULT {json}``.
+recognised. The CPU model and its vector flags are printed and in ``RESULT`` (``cpu``,
+``cpu_flags``), with the parser that ran (``parser``). The last line is ``RESULT {json}``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from machine import cpu_info, cpu_line
 
 REPO = Path(__file__).resolve().parents[1]
 BYTES_PER_SAMPLE = 40_500  # synthetic Kaggle lines average ~40.5 kB
@@ -144,8 +147,7 @@ if __name__ == "__main__":
 
 def measure_flareseq(path: Path, store: Path, workers: int, parser: str = "scanner") -> dict:
     started = time.perf_counter()
-    # FLARESEQ_PURE_PYTHON: as installed without a C compiler (Arrow path, worker processes)
-    env = {**os.environ, "FLARESEQ_PURE_PYTHON": "1"} if parser == "python" else None
+    env = {**os.environ, "FLARESEQ_KAGGLE_PARSER": parser}
     child = subprocess.Popen([sys.executable, "-c", _CHILD, str(path), str(store), str(workers)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
     memory = TreeMemory(child.pid)
@@ -261,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2,
                         help="runs of each contender, interleaved; the best is reported (default 2)")
     parser.add_argument("--no-spark", action="store_true", help="skip the Spark column (it takes minutes)")
-    parser.add_argument("--no-python-path", action="store_true",
-                        help="skip the row without the compiled scanner (the before/after)")
+    parser.add_argument("--no-strict", action="store_true",
+                        help="skip the row with the strict parser only (what the compiled scanner buys)")
     parser.add_argument("--keep-store", action="store_true", help="keep the store under --data-dir")
     args = parser.parse_args(argv)
 
@@ -275,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     file_bytes = path.stat().st_size
     store = args.data_dir / "ingest-bench-store"
     load_before = os.getloadavg()
+    info = cpu_info()
     print(f"file {path.name}: {file_bytes / 1e6:.0f} MB; {os.cpu_count()} CPUs, load average {load_before[0]:.2f}; "
-          f"{workers} worker(s)", file=sys.stderr)
+          f"{workers} worker(s)\n{cpu_line(info)}", file=sys.stderr)
 
     # Interleaved and best-of-N: on a shared machine the least disturbed run is the one that
     # measures the code; interleaving gives both contenders the same chances.
@@ -288,8 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         o = measure_flareseq(path, store, workers)
         peak = max(peak, o["peak_rss_mb"])
         ours = o if ours is None or o["seconds"] < ours["seconds"] else ours
-        if not args.no_python_path:
-            f = measure_flareseq(path, store, workers, parser="python")
+        if not args.no_strict:
+            f = measure_flareseq(path, store, workers, parser="strict")
             fallback = f if fallback is None or f["seconds"] < fallback["seconds"] else fallback
     ours["peak_rss_mb"] = peak
     ours_mb_s = file_bytes / 1e6 / ours["seconds"]
@@ -305,14 +308,14 @@ def main(argv: list[str] | None = None) -> int:
     ratio_starter = starter["extrapolated_file_seconds"] / ours["seconds"]
     ratio_spark = None if spark is None else spark["seconds"] / ours["seconds"]
     rows = [
-        ("flareseq ingest (JSON -> store)", f"{ours_mb_s:8.1f} MB/s", f"{ours['seconds']:.2f} s",
+        ("flareseq ingest (compiled scanner)", f"{ours_mb_s:8.1f} MB/s", f"{ours['seconds']:.2f} s",
          f"{ours['workers']} worker(s), {ours['cpu_s']:.1f} CPU-s, {ours['fast_chunks']} fast / "
          f"{ours['strict_chunks']} strict chunks"),
     ]
     if fallback is not None:
-        rows.append(("  without the compiled scanner", f"{file_bytes / 1e6 / fallback['seconds']:8.1f} MB/s",
+        rows.append(("  strict parser only", f"{file_bytes / 1e6 / fallback['seconds']:8.1f} MB/s",
                      f"{fallback['seconds']:.2f} s", f"{fallback['workers']} worker process(es), "
-                     f"{fallback['cpu_s']:.1f} CPU-s (the Arrow path, as installed without a C compiler)"))
+                     f"{fallback['cpu_s']:.1f} CPU-s (FLARESEQ_KAGGLE_PARSER=strict)"))
     rows += [
         ("starter kernel (json + DataFrame)", f"{starter['mb_per_s']:8.1f} MB/s",
          f"{starter['extrapolated_file_seconds']:.1f} s*",
@@ -324,10 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"  {row[0]:<36}{row[1]:>14}  {row[2]:>9}  {row[3]}")
     print(f"  CPU: flareseq {file_bytes / 1e6 / ours['cpu_s']:.0f} MB per CPU-second"
-          + ("" if fallback is None else f" ({file_bytes / 1e6 / fallback['cpu_s']:.0f} without the scanner)")
+          + ("" if fallback is None else f" ({file_bytes / 1e6 / fallback['cpu_s']:.0f} with the strict parser only)")
           + f", starter kernel {starter['slice_mb'] / starter['cpu_s']:.0f}")
     print(f"  ratios: {ratio_starter:.1f}x the starter kernel"
-          + ("" if ratio_spark is None else f", {ratio_spark:.1f}x Spark"))
+          + ("" if ratio_spark is None else f", {ratio_spark:.1f}x Spark")
+          + ("" if fallback is None else f"; strict parser only: "
+             f"{starter['extrapolated_file_seconds'] / fallback['seconds']:.1f}x the starter kernel"))
+    print(f"  {cpu_line(info)}")
     print(f"  peak RSS of the ingest process tree: {ours['peak_rss_mb']:.0f} MB "
           f"({ours['processes']} processes; largest single process {ours['peak_single_process_mb']:.0f} MB)")
     print(f"  store: {store_mb:.0f} MB ({file_bytes / 1e6 / store_mb:.1f}x smaller than the JSON)")
@@ -342,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  Spark store content hash: {'identical to' if same else 'DIFFERENT from'} flareseq's "
               f"({ours['content_hash'][:23]}...)")
     result = {
+        "cpu": info["cpu"],
+        "cpu_flags": info["cpu_flags"],
+        "parser": "scanner",
         "mb_per_s": round(ours_mb_s, 1),
         "peak_rss_mb": round(ours["peak_rss_mb"], 1),
         "ratio_vs_starter": round(ratio_starter, 1),
@@ -354,9 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_seconds": round(ours["cpu_s"], 2),
         "mb_per_cpu_second": round(file_bytes / 1e6 / ours["cpu_s"], 1),
         "ms_cpu_per_mb": round(1e3 * ours["cpu_s"] / (file_bytes / 1e6), 2),
-        "without_scanner_mb_per_s": None if fallback is None else round(file_bytes / 1e6 / fallback["seconds"], 1),
-        "without_scanner_ms_cpu_per_mb": None if fallback is None else round(
-            1e3 * fallback["cpu_s"] / (file_bytes / 1e6), 2),
+        "strict_mb_per_s": None if fallback is None else round(file_bytes / 1e6 / fallback["seconds"], 1),
+        "strict_ms_cpu_per_mb": None if fallback is None else round(1e3 * fallback["cpu_s"] / (file_bytes / 1e6), 2),
+        "strict_ratio_vs_starter": None if fallback is None else round(
+            starter["extrapolated_file_seconds"] / fallback["seconds"], 1),
         "starter_mb_per_s": round(starter["mb_per_s"], 2),
         "starter_mb_per_cpu_second": round(starter["slice_mb"] / starter["cpu_s"], 1),
         # CPU efficiency ratio: less disturbed by other load than the wall-time ratio; on an

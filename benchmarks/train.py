@@ -2,17 +2,24 @@
 
     python benchmarks/train.py                 # all six models, 2 threads, (60, 25), batch 256
     python benchmarks/train.py --models lstm --batches 20 --repeats 2
+    python benchmarks/train.py --emulate-isa avx2   # as on an AVX2-only CPU (benchmarks/machine.py)
+    python benchmarks/train.py --device cuda --no-keras --models lstm stacked-lstm
 
 For each registered LSTM architecture and two settings, the study's (dropout 0.2, recurrent
-dropout 0.2: the time loop in C, ``flareseq._lstm``, or a Python loop without the build) and
-without recurrent dropout (torch's fused kernel), it measures:
+dropout 0.2: the time loop in C, ``flareseq._lstm``, its copy for the CPU's instruction set;
+on a GPU an autograd loop) and without recurrent dropout (torch's fused kernel), it
+measures:
 
 * training samples/s: one epoch of flareseq's real loop (`flareseq.training.loop.train_model`,
   RMSprop, BCE, per-epoch metrics) over `--batches` batches of random data, against
   `model.fit` of the same architecture in Keras 3 on TensorFlow (RMSprop, binary
   cross-entropy, accuracy and recall metrics as the study compiled it), same data, batch,
   thread count;
-* inference samples/s: `predict_logits` vs `model.predict`, same batch size.
+* inference samples/s: `predict_logits` vs `model.predict`, same batch size;
+* ``cpu-ratio``: the training ratio in samples per CPU-second of each framework's process
+  (all its threads), which a shared machine distorts much less than wall time; with one
+  thread on an idle machine it equals the wall-time ratio (with more threads it also
+  charges spin-waiting).
 
 Each figure is the best of `--repeats` runs (the machine is shared: the best run is the one
 least disturbed), after a warm-up epoch; flareseq's and Keras's runs alternate, so both see
@@ -21,11 +28,16 @@ thread pools: TensorFlow and torch in one process disturb each other). TensorFlo
 the optional extra (`pip install 'flareseq[bench]'`); without it the Keras column is
 skipped and said so.
 
-Recurrent-dropout paths (``--paths``, on by default; ``--no-paths`` skips): one KerasLSTM
-layer's forward and backward on one (256, 60, F) batch, in thread CPU time (what a loaded
-machine distorts least), one thread, best of 7, the paths interleaved: the C loop, the
-Python loop (``_MaskedLSTMFunction``), the fused kernel with shut output gates (last-state
-layers without the C loop), and the fused kernel without recurrent dropout (the floor).
+Recurrent-dropout paths (``--no-paths`` skips): one KerasLSTM layer's forward and backward
+on one (256, 60, F) batch, in thread CPU time (what a loaded machine distorts least), one
+thread, best of 7, the paths interleaved: each copy of the C loop this CPU runs (avx512,
+avx2, generic), the autograd loop, and the fused kernel without recurrent dropout (the
+floor). On a GPU: wall time of the autograd loop and the fused kernel.
+
+The CPU model and its vector flags (``cpu``, ``cpu_flags``), the time loop that trained
+(``rd_loop``) and torch's kernel level (``torch_cpu_capability``) are in the output and in
+``RESULT``. ``--emulate-isa avx2`` (or ``generic``) re-runs the script with the instruction
+sets above that switched off in torch, oneDNN, MKL and flareseq (see benchmarks/machine.py).
 
 GFLOP/s: an LSTM step costs 2 * 4H * (I + H) FLOPs per sample for its two matmuls (4 gates,
 H units, I inputs); a sample costs that times T steps per layer, plus the small dense
@@ -44,13 +56,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from machine import cpu_info, cpu_line, emulate_isa
 
 MODEL_NAMES = ("lstm", "stacked-lstm", "embed-lstm", "tied-stacked-lstm", "embed-stacked-lstm",
                "embed-tied-stacked-lstm")
@@ -82,12 +93,10 @@ def flops_per_sample(name: str, timesteps: int, features: int) -> float:
     return total
 
 
-def peak_gflops(threads: int, fma_units: int) -> tuple[float, str]:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = set(re.search(r"^flags\s*:(.*)$", text, re.M).group(1).split()) if "flags" in text else set()
+def peak_gflops(threads: int, fma_units: int, info: dict) -> tuple[float, str]:
+    flags = set(info["cpu_flags"])
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
-    mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)
-    ghz = float(mhz.group(1)) / 1000 if mhz else float("nan")
+    ghz = (info["cpu_mhz"] or float("nan")) / 1000
     per_cycle = 2 * lanes * fma_units
     peak = threads * ghz * per_cycle
     how = (f"{threads} cores x {ghz:.2f} GHz x {per_cycle} FLOP/cycle (2 per FMA x {lanes} fp32 lanes "
@@ -104,6 +113,7 @@ class TorchRunner:
 
         torch.set_num_threads(args.threads)
         self.args, self.X, self.y = args, X, y
+        self.device = torch.device(args.device)
 
     def prepare(self, name: str, recurrent_dropout: float) -> None:
         import torch
@@ -113,61 +123,82 @@ class TorchRunner:
         from flareseq.training.settings import TrainingSettings
 
         torch.manual_seed(0)
-        self.model = build_model(name, self.X.shape[2], {"recurrent_dropout": recurrent_dropout})
+        self.model = build_model(name, self.X.shape[2], {"recurrent_dropout": recurrent_dropout}).to(self.device)
         self.settings = TrainingSettings(epochs=1, batch_size=self.args.batch_size, early_stopping=False,
                                          threshold_metric="")
         n = 2 * self.args.batch_size
-        train_model(self.model, self.X[:n], self.y[:n], settings=self.settings, progress=False)
+        train_model(self.model, self.X[:n], self.y[:n], settings=self.settings, device=self.device, progress=False)
         self.repeat = 0
 
-    def train(self) -> tuple[float, float]:
+    def train(self) -> tuple[float, float, float]:
+        """Samples per second of wall time, the loader's share, samples per CPU-second."""
         from flareseq.training.loop import train_model
 
         self.repeat += 1
+        cpu = time.process_time()
         h = train_model(self.model, self.X, self.y, settings=self.settings, random_state=self.repeat,
-                        progress=False).history
-        return len(self.X) / h["seconds"][0], h["data_seconds"][0] / h["seconds"][0]
+                        device=self.device, progress=False).history
+        cpu = time.process_time() - cpu
+        return len(self.X) / h["seconds"][0], h["data_seconds"][0] / h["seconds"][0], len(self.X) / cpu
 
     def infer(self) -> float:
         from flareseq.training.loop import predict_logits
 
         t = time.perf_counter()
-        predict_logits(self.model, self.X, batch_size=self.args.batch_size)
+        predict_logits(self.model, self.X, batch_size=self.args.batch_size, device=self.device)
         return len(self.X) / (time.perf_counter() - t)
 
 
-def measure_rd_paths(repeats: int = 7) -> dict:
-    """Milliseconds of thread CPU time for one layer's forward + backward, per path."""
+def measure_rd_paths(device: str = "cpu", repeats: int = 7) -> dict:
+    """Milliseconds for one layer's forward + backward, per path: thread CPU time on one
+    thread on the CPU, wall time on a GPU."""
     import torch
 
     from flareseq.models import recurrent
     from flareseq.models.recurrent import KerasLSTM
 
+    device = torch.device(device)
+    on_gpu = device.type == "cuda"
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     out: dict = {}
+    copies = [] if on_gpu else [name for name in recurrent.LOOP_CHOICES if name != "python"]
     try:
         for F, H in ((25, 32), (32, 32), (25, 25)):
             torch.manual_seed(0)
-            x = torch.randn(256, 60, F)
-            seq = KerasLSTM(F, H, recurrent_dropout=0.2, return_sequences=True).train()
-            last = KerasLSTM(F, H, recurrent_dropout=0.2).train()
-            plain = KerasLSTM(F, H, recurrent_dropout=0.0, return_sequences=True).train()
-            paths = {"python loop": lambda seq=seq, x=x: seq._forward_masked(x),
-                     "shut gates (last)": lambda last=last, x=x: last._forward_last_masked(x),
-                     "fused, no rd": lambda plain=plain, x=x: plain(x)}
-            if recurrent._lstm is not None:
-                paths = {"C loop": lambda seq=seq, x=x: seq._forward_kernel(x), **paths}
+            x = torch.randn(256, 60, F, device=device)
+            seq = KerasLSTM(F, H, recurrent_dropout=0.2, return_sequences=True).to(device).train()
+            plain = KerasLSTM(F, H, recurrent_dropout=0.0, return_sequences=True).to(device).train()
+            paths = {f"C {name}": (lambda name=name, seq=seq, x=x: seq._forward_masked(x, name)) for name in copies}
+            paths.update({"autograd loop": lambda seq=seq, x=x: seq._forward_masked(x, "python"),
+                          "fused, no rd": lambda plain=plain, x=x: plain(x)})
             best = {name: float("inf") for name in paths}
             for _ in range(repeats):
                 for name, run in paths.items():  # interleaved: all paths see the same load
-                    started = time.thread_time()
-                    run().sum().backward()
-                    best[name] = min(best[name], time.thread_time() - started)
+                    if on_gpu:
+                        torch.cuda.synchronize()
+                        started = time.perf_counter()
+                        run().sum().backward()
+                        torch.cuda.synchronize()
+                        best[name] = min(best[name], time.perf_counter() - started)
+                    else:
+                        started = time.thread_time()
+                        run().sum().backward()
+                        best[name] = min(best[name], time.thread_time() - started)
             out[f"F{F}-H{H}"] = {name: round(1e3 * v, 2) for name, v in best.items()}
     finally:
         torch.set_num_threads(before)
     return out
+
+
+def rd_loop_of(device: str) -> str:
+    """The recurrent-dropout time loop that trains float32 models on ``device``."""
+    import torch
+
+    from flareseq.models.recurrent import masked_loop_path
+
+    x = torch.empty(1, 1, 1, device=device)
+    return masked_loop_path(x)
 
 
 # -- Keras --------------------------------------------------------------------------------
@@ -250,9 +281,9 @@ def keras_worker(args, X, y) -> None:
             model.predict(X[: args.batch_size], batch_size=args.batch_size, verbose=0)
             reply = {"n_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables))}
         elif request["what"] == "train":
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             model.fit(X, y, batch_size=args.batch_size, epochs=1, verbose=0)
-            reply = {"rate": len(X) / (time.perf_counter() - t)}
+            reply = {"rate": len(X) / (time.perf_counter() - t), "cpu_rate": len(X) / (time.process_time() - cpu)}
         else:
             t = time.perf_counter()
             model.predict(X, batch_size=args.batch_size, verbose=0)
@@ -313,21 +344,26 @@ def measure(args, X, y) -> tuple[dict, dict | None]:
             torch_runner.prepare(name, rd)
             n_params = keras_runner.ask(what="prepare", name=name, recurrent_dropout=rd)["n_parameters"] \
                 if keras_runner else None
-            train, share, infer, k_train, k_infer = [], [], [], [], []
+            train, share, cpu, infer, k_train, k_cpu, k_infer = [], [], [], [], [], [], []
             for _ in range(args.repeats):
-                rate, data_share = torch_runner.train()
+                rate, data_share, cpu_rate = torch_runner.train()
                 train.append(rate)
                 share.append(data_share)
+                cpu.append(cpu_rate)
                 if keras_runner:
-                    k_train.append(keras_runner.ask(what="train")["rate"])
+                    reply = keras_runner.ask(what="train")
+                    k_train.append(reply["rate"])
+                    k_cpu.append(reply["cpu_rate"])
             for _ in range(args.repeats):
                 infer.append(torch_runner.infer())
                 if keras_runner:
                     k_infer.append(keras_runner.ask(what="infer")["rate"])
-            ours[key] = {"train": max(train), "infer": max(infer), "data_share": float(np.median(share))}
+            ours[key] = {"train": max(train), "infer": max(infer), "data_share": float(np.median(share)),
+                         "train_cpu": max(cpu)}
             line = f"  {name:<24} {setting:<6} flareseq train {max(train):>8,.0f}/s infer {max(infer):>8,.0f}/s"
             if keras_runner:
-                theirs[key] = {"train": max(k_train), "infer": max(k_infer), "n_parameters": n_params}
+                theirs[key] = {"train": max(k_train), "infer": max(k_infer), "n_parameters": n_params,
+                               "train_cpu": max(k_cpu)}
                 line += f" | keras train {max(k_train):>8,.0f}/s infer {max(k_infer):>8,.0f}/s ({n_params} parameters)"
             print(line, file=sys.stderr)
     if keras_runner:
@@ -347,12 +383,25 @@ def main(argv=None) -> int:
     parser.add_argument("--fma-units", type=int, default=2, help="vector FMA units per core (for the peak)")
     parser.add_argument("--no-keras", action="store_true", help="skip the Keras column")
     parser.add_argument("--no-paths", action="store_true", help="skip the recurrent-dropout paths section")
+    parser.add_argument("--device", default="cpu", help="torch device of flareseq's side (cpu, cuda)")
+    parser.add_argument("--emulate-isa", choices=["avx2", "generic"],
+                        help="re-run as on a CPU without the instruction sets above this (benchmarks/machine.py)")
     parser.add_argument("--worker", choices=["keras"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     X, y = _data(args.batches * args.batch_size, args.timesteps, args.features)
     if args.worker == "keras":
         keras_worker(args, X, y)
         return 0
+    emulate_isa(args.emulate_isa, sys.argv[1:] if argv is None else argv)
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here")
+    info = cpu_info()
+    rd_loop = rd_loop_of(args.device)
+    print(cpu_line(info), file=sys.stderr)
+    print(f"torch {torch.__version__}, kernels {torch.backends.cpu.get_cpu_capability()}; device {args.device}; "
+          f"recurrent-dropout loop: {rd_loop}", file=sys.stderr)
 
     print(f"training/inference throughput: {len(X)} samples of ({args.timesteps}, {args.features}), batch "
           f"{args.batch_size}, {args.threads} threads, best of {args.repeats}", file=sys.stderr)
@@ -366,13 +415,17 @@ def main(argv=None) -> int:
               f"OMP_WAIT_POLICY is {os.environ.get('OMP_WAIT_POLICY', 'unset')} (PASSIVE helps under load).",
               file=sys.stderr)
     ours, keras = measure(args, X, y)
-    paths = None if args.no_paths else measure_rd_paths()
-    peak, how = peak_gflops(args.threads, args.fma_units)
-    print(f"\npeak: {how}")
-    header = (f"{'model':<24} {'setting':<6} {'train/s':>9} {'keras/s':>9} {'ratio':>6} {'GFLOP/s':>8} {'%peak':>6}"
-              f" {'infer/s':>9} {'keras/s':>9} {'ratio':>6} {'data%':>6}")
+    paths = None if args.no_paths else measure_rd_paths(args.device)
+    peak, how = peak_gflops(args.threads, args.fma_units, info)
+    print(f"\n{cpu_line(info)}\nrecurrent-dropout loop that trained: {rd_loop}; torch kernels "
+          f"{torch.backends.cpu.get_cpu_capability()}; device {args.device}")
+    print(f"peak: {how}")
+    header = (f"{'model':<24} {'setting':<6} {'train/s':>9} {'keras/s':>9} {'ratio':>6} {'cpu-ratio':>9} {'GFLOP/s':>8}"
+              f" {'%peak':>6} {'infer/s':>9} {'keras/s':>9} {'ratio':>6} {'data%':>6}")
     print(header)
-    result: dict = {"threads": args.threads, "batch_size": args.batch_size, "timesteps": args.timesteps,
+    result: dict = {**info, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+                    "device": args.device, "rd_loop": rd_loop,
+                    "threads": args.threads, "batch_size": args.batch_size, "timesteps": args.timesteps,
                     "features": args.features, "peak_gflops": round(peak, 1),
                     "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "models": {}}
@@ -382,9 +435,11 @@ def main(argv=None) -> int:
         gflops = 3 * flops * row["train"] / 1e9
         k = (keras or {}).get(key)
         ratio = row["train"] / k["train"] if k else None
+        cpu_ratio = row["train_cpu"] / k["train_cpu"] if k else None
         infer_ratio = row["infer"] / k["infer"] if k else None
         print(f"{name:<24} {setting:<6} {row['train']:>9,.0f} {k['train'] if k else float('nan'):>9,.0f} "
-              f"{ratio or float('nan'):>6.2f} {gflops:>8.1f} {100 * gflops / peak:>6.2f} {row['infer']:>9,.0f} "
+              f"{ratio or float('nan'):>6.2f} {cpu_ratio or float('nan'):>9.2f} {gflops:>8.1f} {100 * gflops / peak:>6.2f} "
+              f"{row['infer']:>9,.0f} "
               f"{k['infer'] if k else float('nan'):>9,.0f} {infer_ratio or float('nan'):>6.2f} "
               f"{100 * row['data_share']:>6.1f}")
         entry = result["models"].setdefault(name, {})
@@ -393,15 +448,18 @@ def main(argv=None) -> int:
             "keras_train_samples_per_s": round(k["train"]) if k else None,
             "keras_infer_samples_per_s": round(k["infer"]) if k else None,
             "ratio_vs_keras": round(ratio, 2) if ratio else None,
+            "cpu_ratio_vs_keras": round(cpu_ratio, 2) if cpu_ratio else None,
             "infer_ratio_vs_keras": round(infer_ratio, 2) if infer_ratio else None,
             "train_gflops": round(gflops, 2), "data_share": round(row["data_share"], 4),
         }
         if setting == "study":
             entry["ratio_vs_keras"] = entry[setting]["ratio_vs_keras"]
+            entry["cpu_ratio_vs_keras"] = entry[setting]["cpu_ratio_vs_keras"]
             entry["train_samples_per_s"] = entry[setting]["train_samples_per_s"]
     if paths is not None:
-        print("\nrecurrent-dropout paths: one layer, forward + backward of a (256, 60, F) batch, ms of thread CPU "
-              "time, 1 thread, best of 7")
+        clock = "wall time on the GPU" if args.device.startswith("cuda") else "thread CPU time, 1 thread"
+        print(f"\nrecurrent-dropout paths: one layer, forward + backward of a (256, 60, F) batch, ms of {clock}, "
+              "best of 7")
         for shape, row in paths.items():
             print(f"  {shape:<8} " + "  ".join(f"{name} {ms:6.1f}" for name, ms in row.items()))
         result["rd_paths_ms"] = paths

@@ -62,3 +62,27 @@ def file_server():
     state, stop = start_file_server()
     yield state
     stop()
+
+
+@pytest.fixture(scope="session")
+def device():
+    """The torch device of the model tests: ``FLARESEQ_TEST_DEVICE`` (default ``cpu``; a GPU
+    machine runs them with ``cuda``, as benchmarks/gpu_check.sh does). Skips with the reason
+    when that device is absent. On a GPU, float32 stays IEEE float32 (cuDNN and cuBLAS would
+    use TF32, a 10-bit mantissa, on Ampere and later: tolerances are for float32)."""
+    import torch
+
+    name = os.environ.get("FLARESEQ_TEST_DEVICE", "cpu")
+    try:
+        chosen = torch.device(name)
+    except RuntimeError:
+        pytest.fail(f"FLARESEQ_TEST_DEVICE={name!r} is not a torch device (expected cpu or cuda[:N])")
+    if chosen.type != "cuda":
+        yield chosen
+        return
+    if not torch.cuda.is_available():
+        pytest.skip(f"FLARESEQ_TEST_DEVICE={name} but CUDA is not available on this machine")
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield chosen
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -1,7 +1,7 @@
 """Property tests of every reader: arbitrary bytes and mutated valid records never raise
 anything but flareseq's own errors, and read + skipped always equals the records seen
-(issue 16). Readers: Kaggle JSON lines (the strict Python parser, the Arrow path and the
-compiled scanner, through the public read functions, and ingest's threads), SWAN-SF sample
+(issue 16). Readers: Kaggle JSON lines (the strict Python parser and the compiled scanner,
+through the public read functions, and ingest's threads), SWAN-SF sample
 files (zip, tar and folders), keyword tables, and stores whose bytes were tampered with.
 
 Examples per reader: ``FLARESEQ_FUZZ_EXAMPLES`` scales them (default 1: the numbers in
@@ -96,7 +96,7 @@ def mutate(data: bytes, ops) -> bytes:
 
 @contextlib.contextmanager
 def scanner_off():
-    """The Arrow path: as FLARESEQ_PURE_PYTHON does, without a new interpreter."""
+    """The strict parser alone (the scanner switched off, as FLARESEQ_KAGGLE_PARSER=strict), in process."""
     saved = kaggle_fast._scan
     kaggle_fast._scan = None
     try:

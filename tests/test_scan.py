@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,8 +20,6 @@ from flareseq.data.schema import KAGGLE_PARAMETERS
 from flareseq.data.store import read_manifest
 from flareseq.data.synthetic import write_synthetic_kaggle
 from flareseq.errors import DataFormatError
-
-pytestmark = pytest.mark.skipif(kaggle_fast._scan is None, reason=kaggle_fast.SCANNER_NOTE or "scanner not built")
 
 T = 4  # short series keep the hand-made lines readable
 
@@ -132,6 +133,19 @@ DECLINED = [
 ]
 
 
+def test_the_scanner_can_be_switched_off_by_environment():
+    """FLARESEQ_KAGGLE_PARSER is read at import: a fresh interpreter sees it."""
+    code = ("from flareseq.data import kaggle_fast as k; "
+            "print(k._scan is None, bool(k.SCANNER_NOTE), k.scan_chunk(b'{}', 60))")
+    for value, expected in (("strict", "True True None"), ("scanner", "False False None")):
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ,
+                             "FLARESEQ_KAGGLE_PARSER": value}, capture_output=True, text=True, check=True)
+        assert out.stdout.split() == expected.split()
+    bad = subprocess.run([sys.executable, "-c", code], env={**os.environ,
+                         "FLARESEQ_KAGGLE_PARSER": "arrow"}, capture_output=True, text=True)
+    assert bad.returncode != 0 and "FLARESEQ_KAGGLE_PARSER must be one of" in bad.stderr
+
+
 @pytest.mark.parametrize("change, reason", DECLINED)
 def test_unusual_lines_are_declined_and_left_to_the_strict_parser(change, reason):
     data = (_line() + "\n" + change(_line()) + "\n").encode()
@@ -148,7 +162,8 @@ def test_unusual_lines_are_declined_and_left_to_the_strict_parser(change, reason
 
 def test_threaded_ingest_equals_the_python_paths(tmp_path, monkeypatch):
     """Scanning threads (a bad line in a middle chunk left to the strict parser) against the
-    Arrow and strict paths alone: same store, same skipped line."""
+    strict parser alone (the scanner switched off, as FLARESEQ_KAGGLE_PARSER=strict does):
+    same store, same skipped line."""
     path = write_synthetic_kaggle(tmp_path / "f.jsonl", 60, seed=4)
     lines = path.read_bytes().splitlines()
     lines[33] = lines[33].replace(b'"5": ', b'"5": "x', 1)
@@ -158,7 +173,8 @@ def test_threaded_ingest_equals_the_python_paths(tmp_path, monkeypatch):
     from flareseq.data import ingest as ingest_module
 
     monkeypatch.setattr(kaggle_fast, "_scan", None)
-    monkeypatch.setattr(ingest_module, "SCANNER_NOTE", "not built (test)")
+    monkeypatch.setattr(ingest_module, "SCANNER_NOTE", "switched off (test)")
     python = ingest(path, tmp_path / "python", workers=1, chunk_bytes=150_000, on_error="skip", progress=False)
+    assert python.fast_chunks == 0 and python.strict_chunks >= 10
     assert [r.line for r in threaded.skips.records] == [r.line for r in python.skips.records] == [34]
     assert read_manifest(tmp_path / "threads")["content_hash"] == read_manifest(tmp_path / "python")["content_hash"]

@@ -7,7 +7,7 @@ Layout (SPEC section 1): ``{"id": int, "classNum": 0|1, "fold": int, "values": {
 because JSON tools reorder keys (Spark sorts ``"0", "1", "10", ...``).
 
 Reading is streaming: the input is cut into chunks of whole lines, each chunk is parsed by
-the vectorised fast path (:mod:`.kaggle_fast`) or, when that declines, line by line by the
+the compiled scanner (:mod:`.kaggle_fast`) or, when that declines, line by line by the
 strict parser here, which names the file, line and field of any error.
 """
 
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import orjson
 
-from flareseq.data.kaggle_fast import make_layout, parse_chunk_fast
+from flareseq.data.kaggle_fast import scan_chunk
 from flareseq.data.limits import (
     ArchiveBudget,
     LimitedStream,
@@ -179,8 +179,8 @@ class ParsedChunk:
 
     @classmethod
     def from_fast(cls, result) -> ParsedChunk:
-        """A chunk from a fast parse (the Arrow path or the compiled scanner: ``ids``,
-        ``labels`` and ``folds`` or None, ``X``), whose lines are all samples, in order."""
+        """A chunk from the compiled scanner (``ids``, ``labels`` and ``folds`` or None,
+        ``X``), whose lines are all samples, in order."""
         n = len(result.ids)
         return cls(
             ids=result.ids,
@@ -226,21 +226,15 @@ def parse_kaggle_chunk(data: bytes, *, path: str, on_error: str = "raise", n_tim
                        fast: bool = True) -> ParsedChunk:
     """Parse a chunk of whole lines (the last may lack its newline).
 
-    The fast path takes the chunk when every line is like the first; otherwise each line is
-    parsed strictly. With ``on_error="raise"`` the first bad line is returned in ``error``
-    (not raised, so that worker processes can hand it back with its line number).
+    The compiled scanner takes the chunk when every line is plain Kaggle JSON; otherwise
+    (or with ``fast=False``) each line is parsed strictly. With ``on_error="raise"`` the
+    first bad line is returned in ``error`` (not raised, so that worker processes can hand it
+    back with its line number).
     """
     if fast and data:
-        first_end = data.find(b"\n")
-        first = data[: first_end if first_end >= 0 else len(data)]
-        try:
-            layout = make_layout(first, load_json_line(first, path=path, line_number=1), n_timesteps)
-        except DataFormatError:
-            layout = None
-        if layout is not None:
-            result = parse_chunk_fast(data, layout)
-            if result is not None:
-                return ParsedChunk.from_fast(result)
+        result = scan_chunk(data, n_timesteps)
+        if result is not None:
+            return ParsedChunk.from_fast(result)
     n_lines = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
     return _parse_chunk_strict(data, path=path, on_error=on_error, n_timesteps=n_timesteps, n_lines=n_lines)
 
