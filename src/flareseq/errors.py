@@ -96,3 +96,18 @@ class DownloadError(FlareseqError):
 
 class FlareseqWarning(UserWarning):
     """Something the user should know about, such as skipped records or a leaky split."""
+
+
+def show_warnings_plainly() -> None:
+    """Print flareseq's own warnings as one line ``warning: ...`` (not Python's file, line and
+    source line, which say nothing to a user of the command line); other warnings as before."""
+    import warnings
+
+    default = warnings.formatwarning
+
+    def formatted(message, category, filename, lineno, line=None):
+        if issubclass(category, FlareseqWarning):
+            return f"warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatted

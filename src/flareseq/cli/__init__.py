@@ -82,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from flareseq.errors import show_warnings_plainly
+
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    show_warnings_plainly()
     try:
         try:
             return _dispatch(argv)
