@@ -68,6 +68,14 @@ def run_experiment(experiment: Experiment, *, progress: bool | None = None, with
             raise FlareseqError(f"--only {','.join(only)} matches none of the runs "
                                 f"{[c.name for c in experiment.runs]} (nor their baselines).")
     results = []
+    grid_started, n_fitted = time.perf_counter(), 0
+
+    def eta(index: int) -> str:
+        """Elapsed time and, from the runs fitted so far, the time the rest may take."""
+        elapsed = time.perf_counter() - grid_started
+        left = elapsed / n_fitted * (len(plan) - index) if n_fitted else float("nan")
+        return f"{elapsed / 60:.1f} min elapsed" + (f", ~{left / 60:.1f} min left" if left == left else "")
+
     for index, config in enumerate(plan, start=1):
         label = f"[{index}/{len(plan)}] {config.name}"
         if run_key(config) in finished:
@@ -87,12 +95,14 @@ def run_experiment(experiment: Experiment, *, progress: bool | None = None, with
                 traceback.print_exc(file=sys.stderr)
             results.append(RunResult(name=config.name, status="FAILED", error=message,
                                      seconds=time.perf_counter() - started))
+            n_fitted += 1
             continue
+        n_fitted += 1
         tss = result.scores.get("test_tss", float("nan"))
         spread = f" (sd {result.scores['test_tss_sd']:.3f} over {len(result.fold_scores)} folds)" \
             if result.fold_scores else ""
         echo(f"{label}: test TSS {tss:.3f}{spread}, HSS2 {result.scores.get('test_hss2', float('nan')):.3f} "
-             f"({result.seconds:.1f} s)")
+             f"({result.seconds:.1f} s; {eta(index)})")
         results.append(result)
     return results
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
+import time
 from os import PathLike
 from pathlib import Path
 from typing import Any, cast
@@ -215,7 +217,12 @@ class FlareClassifier(BaseEstimator):  # type: ignore[misc]  # scikit-learn ship
         with _torch_threads(self.n_threads):
             if self.is_baseline:
                 core = make_baseline_core(self.model, self.model_params, random_state=self.random_state)
+                started = time.perf_counter()
+                if self.progress:
+                    print(f"{self.model}: fitting on {len(Xp)} samples", file=sys.stderr, flush=True)
                 self.model_ = core.fit(Xp, y, Xv, y_val)
+                if self.progress:
+                    print(f"{self.model}: fitted in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
                 self.history_, self.best_epoch_ = {}, None
                 self.batches_ = {}
             else:
