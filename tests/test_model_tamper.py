@@ -48,7 +48,7 @@ def _flip(path, at=None):
     (lambda f: f.joinpath("classifier/weights.safetensors").write_bytes(
         f.joinpath("classifier/weights.safetensors").read_bytes()[:100]), r"weights.safetensors: expected the weights"),
     (lambda f: _flip(f / "classifier/weights.safetensors", at=3), r"weights.safetensors: expected the weights"),
-    (lambda f: f.joinpath("classifier/config.json").write_text("{not json"), r"config.json: expected the classifier"),
+    (lambda f: f.joinpath("classifier/config.json").write_text("{not json"), r"config.json: expected the FlareClassifier.s JSON"),
     (lambda f: f.joinpath("classifier/config.json").write_text(
         json.dumps({**json.loads(f.joinpath("classifier/config.json").read_text()), "n_features": "many"})),
      r"config.json: the saved configuration is damaged or was edited"),

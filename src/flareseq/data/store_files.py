@@ -95,14 +95,15 @@ def recover_leftovers(path: Path) -> list[str]:
                 done.append(f"removed {entry.name}")
         else:
             pid = marker.split("-")[1] if marker.count("-") >= 2 else ""
-            if pid.isdigit() and _process_alive(int(pid)):
+            if pid.isdigit() and process_alive(int(pid)):
                 continue
             remove_store_files(entry)
             done.append(f"removed {entry.name}")
     return done
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (on this host); this process counts as alive."""
     if pid == os.getpid():
         return True
     try:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from flareseq.data.store_files import process_alive
 from flareseq.errors import FlareseqError
 
 # MLflow asks for telemetry unless told otherwise; flareseq never sends it.
@@ -78,16 +79,6 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class NullTracker:

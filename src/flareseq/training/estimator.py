@@ -36,6 +36,7 @@ from flareseq.evaluation import metrics
 from flareseq.evaluation.calibration import calibrator_from_dict, fit_calibrator
 from flareseq.models import get_model_spec
 from flareseq.prep.preparation import Preparation, check_values
+from flareseq.training.artifacts import read_versioned_json
 from flareseq.training.baselines import BASELINES, Baseline, make_baseline_core
 from flareseq.training.loop import predict_logits, train_model
 from flareseq.training.settings import DEFAULTS, SETTING_NAMES, TrainingSettings
@@ -346,20 +347,9 @@ class FlareClassifier(BaseEstimator):  # type: ignore[misc]  # scikit-learn ship
         file, never a traceback from the file's parser.
         """
         folder = Path(path)
+        config = read_versioned_json(folder / "config.json", what="FlareClassifier", form=SAVE_FORMAT,
+                                     version=SAVE_VERSION)
         config_path = folder / "config.json"
-        if not config_path.is_file():
-            raise FlareseqError(f"{folder} is not a saved FlareClassifier: config.json is missing.")
-        try:
-            config = json.loads(config_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise FlareseqError(f"{config_path}: expected the classifier's JSON configuration, could not read it "
-                                f"({exc}). The model folder is damaged; save or download it again.") from None
-        if not isinstance(config, dict) or config.get("format") != SAVE_FORMAT or config.get("version") != SAVE_VERSION:
-            found = (config.get("format"), config.get("version")) if isinstance(config, dict) else (None, None)
-            raise FlareseqError(
-                f"{config_path}: expected format {SAVE_FORMAT!r} version {SAVE_VERSION}, found {found[0]!r} version "
-                f"{found[1]!r} (a model saved by another flareseq version: retrain it)."
-            )
         try:
             return cls._from_config(folder, config, device)
         except (KeyError, TypeError, ValueError, IndexError) as exc:

@@ -20,6 +20,7 @@ import numpy as np
 
 from flareseq.data.dataset import FlareDataset
 from flareseq.errors import ConfigError, FlareseqError
+from flareseq.training.artifacts import read_versioned_json
 from flareseq.training.estimator import FlareClassifier
 
 FORMAT = "flareseq-forecaster"
@@ -103,17 +104,7 @@ class Forecaster:
     def load(cls, path: str | PathLike[str], *, device: str = "cpu") -> Forecaster:
         folder = Path(path)
         state_path = folder / "forecaster.json"
-        if not state_path.is_file():
-            raise FlareseqError(f"{folder} is not a saved flareseq model: {state_path.name} is missing.")
-        try:
-            state = json.loads(state_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise FlareseqError(f"{state_path}: expected the forecaster's JSON, could not read it ({exc}). The "
-                                "model folder is damaged; save or download it again.") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("version") != VERSION:
-            found = (state.get("format"), state.get("version")) if isinstance(state, dict) else (None, None)
-            raise FlareseqError(f"{state_path}: expected format {FORMAT!r} version {VERSION}, found {found[0]!r} "
-                                f"version {found[1]!r} (saved by another flareseq version: retrain the run).")
+        state = read_versioned_json(state_path, what="flareseq model", form=FORMAT, version=VERSION)
         classifier = FlareClassifier.load(folder / "classifier", device=device)
         classifier.progress = False
         try:
