@@ -141,7 +141,7 @@ class SequenceNet(nn.Module):
             raise ConfigError(f"n_layers must be at least 1, got {n_layers}.")
         input_size = n_features if embedding_size is None else embedding_size
         decoder = decoder and embedding_size is not None
-        for name, size in (("hidden_size", hidden_size), ("embedding_size", embedding_size)):
+        for name, size in (("embedding_size", embedding_size), ("hidden_size", hidden_size)):
             if size is not None and (not isinstance(size, int) or size < 1):
                 raise ConfigError(f"{name} must be a positive integer, got {size!r}.")
         if decoder and hidden_size != embedding_size:
