@@ -6,13 +6,37 @@ All six are the same pipeline with parts switched on or off::
                 -> [decoder: Dense(F, relu), kernel = embedding kernel transposed]
                 -> Dense(1) -> logit (B,)
 
-Two kinds of weight tying, each one shared :class:`~torch.nn.Parameter` (the study's Keras
-ties received no gradient; here autograd sums the gradients of every use):
+Two kinds of weight tying, as the study defines them (SPEC section 2: "a second LSTM layer
+sharing the first one's input and recurrent weights"; "a decoder whose kernel is the
+transpose of the embedding's kernel"). Tied layers share **kernels, not biases**:
 
 * ``tie_layers``: LSTM layers 2..n use layer 1's input and recurrent kernels. Each layer
   keeps its own bias (4H values): the bias is what lets a repeated layer act differently at
-  each depth at almost no cost, as the tied decoder keeps its own bias.
-* ``tie_decoder``: the decoder's kernel is the embedding's kernel, transposed.
+  each depth at almost no cost.
+* ``tie_decoder``: the decoder's kernel is the embedding's kernel, transposed; the decoder
+  keeps its own bias (F values), as the study's ``TiedtDense`` did.
+
+Each shared kernel is one :class:`~torch.nn.Parameter`, stored and counted once
+(``count_unique_parameters``), trainable, and its gradient is the sum of the gradients of its
+uses (autograd does this; tests/test_models_common.py checks it against the untied twin).
+The study's notebook (cell [68]) meant the same but built something else:
+
+* its ``TiedtDense`` (cells [72], [75]) took ``tf.transpose`` of the embedding's kernel once,
+  in ``build``, which Keras runs eagerly inside ``init_scope``: a copy of the embedding's
+  *initial* kernel, listed as non-trainable (the 625 non-trainable parameters of cell [72]'s
+  summary). It received no gradient and did not follow the embedding as it trained: the
+  decoder was a fixed random projection with a trained bias.
+* its ``TiedtLSTM`` (cells [69], [75]) stored a transposed copy (non-trainable, 2,500) and a
+  25-value bias that nothing reads ("Gradients do not exist for variables" in cell [69]),
+  but never built its cell, so Keras built the cell with fresh weights on the first call:
+  cell [69]'s summary counts 10,251 trainable parameters = 2 x 5,100 + 25 + 26, i.e. the
+  second LSTM trained its own, untied kernels. (Cell [69] also adds that layer twice, so
+  Keras's layer reuse shares it between depths 2 and 3: the only real tie in the notebook.)
+
+Tying forces the LSTM's width to its input's width (layer 1's input kernel must fit layer 2).
+Without an embedding that is F, 4 on SMARP's tables: ``tied-stacked-lstm`` there is an LSTM of
+width 4 (165 parameters). ``embedding_size`` on ``tied-stacked-lstm`` puts a Dense(E, relu)
+embedding first, so the width is E whatever F is (docs/models.md, "Does tying help?").
 
 Regularisation beyond the study (its own recommendation; all off by default, so the study's
 six models and their parameter counts are unchanged):
@@ -79,13 +103,18 @@ class SequenceNet(nn.Module):
     Parameters
     ----------
     n_features : number of input series F.
-    hidden_size : LSTM width H (every layer). With an embedding it must equal
+    hidden_size : LSTM width H (every layer). With an embedding and a decoder it must equal
         ``embedding_size``: the tied decoder maps H back to F through the embedding's
-        (E, F) kernel, and a tied layer stack needs input width = H.
+        (E, F) kernel. A tied layer stack needs input width (F, or E) = H.
     n_layers : number of stacked LSTM layers.
     embedding_size : width E of the per-step Dense(E, relu) embedding; ``None`` for none.
-    tie_layers : layers 2..n share layer 1's ``weight_ih`` and ``weight_hh``.
-    tie_decoder : the decoder's kernel is the embedding's, transposed (else its own).
+    decoder : with an embedding, a Dense(F, relu) decoder between the last LSTM and the head
+        (the study's models 3, 5, 6); ``False``: the head reads the LSTM state, and the
+        embedding only sets the width (``tied-stacked-lstm`` with ``embedding_size``).
+    tie_layers : layers 2..n share layer 1's ``weight_ih`` and ``weight_hh`` (each keeps its
+        own bias).
+    tie_decoder : the decoder's kernel is the embedding's, transposed (else its own); the
+        decoder keeps its own bias.
     dropout, recurrent_dropout : Keras-style rates of every LSTM layer.
     input_dropout, output_dropout, normalization : regularisation (module docstring).
     """
@@ -97,6 +126,7 @@ class SequenceNet(nn.Module):
         hidden_size: int,
         n_layers: int = 1,
         embedding_size: int | None = None,
+        decoder: bool = True,
         tie_layers: bool = False,
         tie_decoder: bool = False,
         dropout: float = 0.2,
@@ -110,7 +140,11 @@ class SequenceNet(nn.Module):
         if n_layers < 1:
             raise ConfigError(f"n_layers must be at least 1, got {n_layers}.")
         input_size = n_features if embedding_size is None else embedding_size
-        if embedding_size is not None and hidden_size != embedding_size:
+        decoder = decoder and embedding_size is not None
+        for name, size in (("embedding_size", embedding_size), ("hidden_size", hidden_size)):
+            if size is not None and (not isinstance(size, int) or size < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {size!r}.")
+        if decoder and hidden_size != embedding_size:
             raise ConfigError(
                 f"with an embedding the LSTM width must equal embedding_size ({embedding_size}), "
                 f"got hidden_size={hidden_size}: the decoder reuses the embedding's kernel."
@@ -118,10 +152,11 @@ class SequenceNet(nn.Module):
         if tie_layers and n_layers > 1 and input_size != hidden_size:
             raise ConfigError(
                 f"tied LSTM layers need input width = hidden_size, got {input_size} inputs and "
-                f"hidden_size={hidden_size}; set hidden_size={input_size} (or add an embedding)."
+                f"hidden_size={hidden_size}; set hidden_size={input_size}, or embedding_size={hidden_size} "
+                "to widen the input with an embedding first."
             )
-        if tie_decoder and embedding_size is None:
-            raise ConfigError("tie_decoder needs an embedding (embedding_size) to tie to.")
+        if tie_decoder and not decoder:
+            raise ConfigError("tie_decoder needs an embedding (embedding_size) and a decoder to tie to.")
         self.n_features = n_features
         self.tie_layers = tie_layers and n_layers > 1
         self.tie_decoder = tie_decoder
@@ -146,14 +181,15 @@ class SequenceNet(nn.Module):
         self.norms = None if normalization is None else nn.ModuleList(
             SequenceNorm(normalization, hidden_size) for _ in range(n_layers)
         )
+        self.has_decoder = decoder
         self.decoder: nn.Linear | None = None
         self.decoder_bias: nn.Parameter | None = None
-        if embedding_size is not None:
+        if decoder:
             if tie_decoder:
                 self.decoder_bias = nn.Parameter(torch.zeros(n_features))
             else:
                 self.decoder = _glorot_dense(nn.Linear(hidden_size, n_features))
-        head_in = n_features if embedding_size is not None else hidden_size
+        head_in = n_features if decoder else hidden_size
         self.head = _glorot_dense(nn.Linear(head_in, 1))
 
     def tied_parameter_names(self) -> dict[str, list[str]]:
@@ -179,7 +215,7 @@ class SequenceNet(nn.Module):
                 h = self.norms[k](h)
         if self.output_dropout is not None:
             h = self.output_dropout(h)  # (B, H)
-        if self.embedding is not None:
+        if self.has_decoder:
             if self.tie_decoder:
                 # Tied decoder: (B, E) @ (E, F) with the embedding's own kernel.
                 h = F.relu(F.linear(h, self.embedding.weight.t(), self.decoder_bias))  # (B, F)
@@ -227,19 +263,24 @@ def embed_lstm(
 
 
 def tied_stacked_lstm(
-    n_features: int, *, hidden_size: int | None = None, n_layers: int = 2, dropout: float = 0.2,
-    recurrent_dropout: float = 0.2, tie_weights: bool = True, input_dropout: float = 0.0,
+    n_features: int, *, hidden_size: int | None = None, embedding_size: int | None = None, n_layers: int = 2,
+    dropout: float = 0.2, recurrent_dropout: float = 0.2, tie_weights: bool = True, input_dropout: float = 0.0,
     output_dropout: float = 0.0, normalization: str | None = None,
 ) -> SequenceNet:
     """4. LSTM(F, sequences) -> LSTM(F) sharing layer 1's kernels -> Dense(1).
 
-    ``hidden_size=None`` means "as many units as input features" (25 in the study), the only
-    width at which layer 1's input kernel fits layer 2.
+    ``hidden_size=None`` means "as many units as the LSTM's inputs": F (25 in the study), the
+    only width at which layer 1's input kernel fits layer 2. On few features (SMARP's 4) that
+    is a tiny model; ``embedding_size=E`` puts a Dense(E, relu) embedding first (no decoder),
+    so the tied LSTMs are E wide whatever F is. ``tie_weights=False`` is the untied twin: the
+    same network with independent kernels, at any ``hidden_size``.
     """
+    input_size = n_features if embedding_size is None else embedding_size
     return SequenceNet(
-        n_features, hidden_size=n_features if hidden_size is None else hidden_size, n_layers=n_layers,
-        tie_layers=tie_weights, dropout=dropout, recurrent_dropout=recurrent_dropout,
-        input_dropout=input_dropout, output_dropout=output_dropout, normalization=normalization,
+        n_features, hidden_size=input_size if hidden_size is None else hidden_size, n_layers=n_layers,
+        embedding_size=embedding_size, decoder=False, tie_layers=tie_weights, dropout=dropout,
+        recurrent_dropout=recurrent_dropout, input_dropout=input_dropout, output_dropout=output_dropout,
+        normalization=normalization,
     )
 
 
