@@ -132,7 +132,7 @@ for _spec in (
               "Dense(25, relu) embedding -> LSTM(25) -> tied decoder -> Dense(1)",
               {"embedding_size": 8, **_TINY_LSTM}, untied_params={"tie_weights": False}),
     ModelSpec("tied-stacked-lstm", _lstm.tied_stacked_lstm,
-              "LSTM(F) -> LSTM(F) sharing layer 1's kernels -> Dense(1)",
+              "LSTM(F) -> LSTM(F) sharing layer 1's kernels -> Dense(1) (embedding_size=E: E wide)",
               dict(_TINY_LSTM), untied_params={"tie_weights": False}),
     ModelSpec("embed-stacked-lstm", _lstm.embed_stacked_lstm,
               "embedding -> LSTM(25) -> LSTM(25) -> tied decoder -> Dense(1)",
