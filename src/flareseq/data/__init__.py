@@ -116,7 +116,7 @@ def load_dataset(path: str | PathLike[str] | Sequence[str | PathLike[str]], *,
         patterns = [str(path)] if isinstance(path, (str, PathLike)) else [str(p) for p in path]
         paths = sorted({p for pattern in patterns for part in pattern.split(",")
                         for p in (glob.glob(part.strip()) or [part.strip()])})
-        return build_table_windows(paths, spec, progress=progress).dataset
+        return build_table_windows(paths, spec, progress=progress is not False).dataset
     if not isinstance(path, (str, PathLike)):
         parts = [load_dataset(p, folds=folds, on_error=on_error, progress=progress, skips=skips, aux=aux)
                  for p in path]
@@ -164,12 +164,12 @@ def summarize_path(path: str | PathLike[str], *, on_error: str = "raise", progre
         m = read_manifest(path)
         note = cross_check_counts(path, m)  # an edited manifest must not be printed as fact
         c = m["counts"]
-        figures = _with_pcc({"n_samples": c["n_samples"], "n_positive": c["n_positive"],
-                             "n_negative": c["n_negative"], "n_unlabelled": c["n_unlabelled"],
-                             "n_timesteps": m["n_timesteps"], "n_features": len(m["feature_names"]),
-                             "n_missing_values": c["n_missing_values"]})
-        figures["checked"] = note
-        return figures
+        from_manifest = _with_pcc({"n_samples": c["n_samples"], "n_positive": c["n_positive"],
+                                   "n_negative": c["n_negative"], "n_unlabelled": c["n_unlabelled"],
+                                   "n_timesteps": m["n_timesteps"], "n_features": len(m["feature_names"]),
+                                   "n_missing_values": c["n_missing_values"]})
+        from_manifest["checked"] = note
+        return from_manifest
     fmt = detect_format(path)
     if fmt == "kaggle":  # streamed: counts only, constant memory for a 13 GB file
         from flareseq.data.kaggle import iter_kaggle_batches
@@ -181,7 +181,7 @@ def summarize_path(path: str | PathLike[str], *, on_error: str = "raise", progre
         batches = iter_swansf_batches(path, on_error=on_error, progress=progress, limits=limits)
     else:
         batches = iter([load_dataset(path, aux=False)])
-    figures = None
+    figures: dict | None = None
     for batch in batches:
         part = summarize(batch)
         part["n_negative"] = 0 if batch.y is None else int((batch.y == 0).sum())

@@ -30,9 +30,11 @@ class RunSplit:
 
 def sample_keys(dataset) -> list[str]:
     """The digests :class:`RunSplit` holds, of a dataset's samples."""
+    import numpy as np
+
     from flareseq.data.hashing import sample_digests
 
-    labels = dataset.y if dataset.y is not None else [-1] * dataset.n_samples
+    labels = dataset.y if dataset.y is not None else np.full(dataset.n_samples, -1, dtype=np.int8)
     return [d.hex()[:32] for d in sample_digests(dataset.ids, labels, dataset.X)]
 
 
