@@ -25,7 +25,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, SHARED_DATA, SWAN_SAMPLES
+
+# defined here, not imported from conftest: under xdist "conftest" may resolve to tests/serve/conftest.py
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SWAN_SAMPLES = Path(__file__).resolve().parent / "data" / "swan-sf-samples"
+SHARED_DATA = Path(os.environ.get("FLARESEQ_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 README = REPO_ROOT / "README.md"
 FENCE = re.compile(r"^```(bash|python)([^\n]*)\n(.*?)^```", re.M | re.S)

@@ -424,7 +424,7 @@ def _headline(df: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> dict
     def number(value) -> float | None:
         return None if value is None or math.isnan(value) else float(value)
 
-    honest = df[df["leaky"].map(lambda v: v is not True)]  # a run fed the label is never "best"
+    honest = df.loc[df["leaky"].map(lambda v: v is not True).astype(bool)]  # .loc: an empty mask is not a column list  # a run fed the label is never "best"
     best = _best_by_validation(honest[honest["kind"] == "model"])
     baseline = _best_by_validation(honest[honest["kind"] == "baseline"])
     out: dict = {
@@ -545,7 +545,7 @@ def _study_comparison(df: pd.DataFrame) -> list:
 def _leak(df: pd.DataFrame) -> list:
     """Runs fed the label (the study's generator-fed runs, `study-leak.toml`) beside the same
     configuration without it: how much of the score the leak explains."""
-    leaky = _finished(df[df["leaky"].map(lambda v: v is True)])
+    leaky = _finished(df.loc[df["leaky"].map(lambda v: v is True).astype(bool)])
     if leaky.empty:
         return []
     by_name = {str(n): row for n, row in _finished(df).set_index("name", drop=False).iterrows()}
@@ -596,7 +596,7 @@ def _notes(df: pd.DataFrame) -> list[_Paragraph]:
             f"Warning: uncalibrated probabilities in {len(uncalibrated)} run(s) ({', '.join(names)}): "
             f"{CALIBRATION_WARNING}. Use them to rank and threshold; their Brier score and BSS (marked "
             f"{INFLATED_MARK}) judge inflated probabilities.", warning=True))
-    leaky = df[df["split_leaky"].map(lambda v: v is True)]
+    leaky = df.loc[df["split_leaky"].map(lambda v: v is True).astype(bool)]
     if not leaky.empty:
         notes.append(_Paragraph(
             f"Warning: leaky split in {len(leaky)} run(s) ({', '.join(leaky['name'])}): overlapping windows of the "
