@@ -424,7 +424,7 @@ def _headline(df: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> dict
     def number(value) -> float | None:
         return None if value is None or math.isnan(value) else float(value)
 
-    honest = df.loc[df["leaky"].map(lambda v: v is not True).astype(bool)]  # .loc: an empty mask is not a column list  # a run fed the label is never "best"
+    honest = df.loc[df["leaky"].map(lambda v: v is not True).astype(bool)]  # never "best" if fed the label; .loc as an empty mask is no column list
     best = _best_by_validation(honest[honest["kind"] == "model"])
     baseline = _best_by_validation(honest[honest["kind"] == "baseline"])
     out: dict = {
