@@ -633,12 +633,18 @@ def fault_ui_sigterm(work: Path) -> Row:
     child.send_signal(signal.SIGTERM)
     child.wait(timeout=60)
     time.sleep(1)
+    # Free = nothing listens: a connection is refused and the port can be bound again. SO_REUSEADDR
+    # because the closed probe connection may leave the port in TIME_WAIT, which is no server.
     with socket.socket() as again:
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             again.bind(("127.0.0.1", port))
             free = True
         except OSError:
             free = False
+    with socket.socket() as knock:
+        knock.settimeout(2)
+        free = free and knock.connect_ex(("127.0.0.1", port)) != 0
     err = child.stderr.read()
     ok = up and free
     return Row("SIGTERM to flareseq ui", "SIGTERM to `flareseq ui` once its MLflow server answered",
