@@ -80,11 +80,8 @@ def select_per_fold(results: Mapping[str, RunResult], candidates: Sequence[str],
     k = n_folds(results, candidates)
     chosen, fold_scores, tests, validations = [], [], [], []
     for i in range(k):
-        def inner(c: str) -> float:
-            value = results[c].fold_scores[i].get(metric, math.nan)
-            return -math.inf if value is None or math.isnan(value) else float(value)
-
-        best = max(candidates, key=inner)  # max keeps the first of equals
+        inner = {c: _score(results[c].fold_scores[i].get(metric)) for c in candidates}
+        best = max(candidates, key=inner.__getitem__)  # max keeps the first of equals
         chosen.append(best)
         fold_scores.append(dict(results[best].fold_scores[i]))
         fold = i + 1
@@ -128,6 +125,10 @@ def stack_folds(results: Mapping[str, RunResult], members: Sequence[str], *, nam
     return FoldPicks(name=name, chosen=[name] * k, fold_scores=fold_scores,
                      predictions=pd.concat(tests, ignore_index=True),
                      validation_predictions=pd.concat(validations, ignore_index=True))
+
+
+def _score(value) -> float:
+    return -math.inf if value is None or math.isnan(value) else float(value)
 
 
 def _fold_rows(frame: pd.DataFrame, fold: int) -> pd.DataFrame:
