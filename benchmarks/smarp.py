@@ -6,7 +6,7 @@
     python benchmarks/smarp.py --validation-folds 0 1 2 3   # choose settings: validation folds, test unseen
     python benchmarks/smarp.py --quick                  # seconds: checks the machinery, not skill
     python benchmarks/smarp.py --cv 5                   # rotation: each of the five folds tests once, ~8 min
-    python benchmarks/smarp.py --cv 5 --nested          # the same, every choice nested (docs/smarp.md), ~40 min
+    python benchmarks/smarp.py --cv 5 --nested          # the same, every choice nested (docs/smarp.md), ~70 min
 
 Protocol, the same as ``flareseq experiments experiments/smarp.toml`` (whose settings this
 script reads; ``--set section.key=value`` overrides them), without MLflow:
