@@ -51,7 +51,7 @@ def test_defaults_come_from_builder_signature():
 
 
 def test_models_beyond_the_study_follow_the_six():
-    assert list(MODELS)[6:10] == ["regularised-lstm", "trellisnet", "minirocket", "inception"]
+    assert list(MODELS)[6:11] == ["regularised-lstm", "trellisnet", "minirocket", "inception", "wide-deep-lstm"]
 
 
 @pytest.mark.parametrize(

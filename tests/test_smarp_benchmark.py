@@ -200,16 +200,41 @@ def test_quick_run_on_the_real_smarp_files(shared_data):
     assert result["models"]["logistic-summary"]["test_tss"] > 0.3
 
 
-def test_settings_study_runs_each_variant_on_the_validation_folds(tables):
+def test_settings_study_chooses_each_outer_folds_variant_on_its_inner_validation(tables):
     spec = importlib.util.spec_from_file_location("smarp_settings", REPO / "benchmarks" / "smarp_settings.py")
     settings = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(settings)
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         assert settings.main(["--data", str(tables), "--quick", "--threads", "1", "--variants", "first", "chosen",
-                              "--validation-folds", "0", "2"]) == 0
+                              "--cv", "5"]) == 0
     result = json.loads(out.getvalue().strip().splitlines()[-1].removeprefix("RESULT "))
-    assert list(result["variants"]) == ["first", "chosen"]
+    assert list(result["variants"]) == ["lstm[first]", "lstm[chosen]", "logistic-summary", "logistic-last",
+                                        "lstm[nested]"]
     assert result["overrides"] == {"first": ["training.class_weight=balanced", "prep.scaler=signed-log"], "chosen": []}
-    assert all(-1 <= v["lstm"]["val_tss"] <= 1 for v in result["variants"].values())
-    assert result["logistic_summary_val_tss"] is not None
+    chosen = result["chosen"]["lstm[nested]"]
+    assert len(chosen) == 5 and set(chosen) <= {"lstm[first]", "lstm[chosen]"}
+    # Each outer fold's pick is the variant with the higher inner validation TSS on that fold, and
+    # the nested row's test scores are the picks' (never a choice made on the test folds).
+    variants = result["variants"]
+    for k, pick in enumerate(chosen):
+        assert variants["lstm[nested]"]["test_tss_by_fold"][k] == variants[pick]["test_tss_by_fold"][k]
+
+
+def test_nested_rotation_table_and_result_line(tables):
+    text, result = run_benchmark("--data", str(tables), "--quick", "--threads", "1", "--models", "lstm",
+                                 "--cv", str(N_FOLDS), "--nested", "--beyond")
+    for key in ("best_model", "best_model_tss", "best_baseline", "best_baseline_tss", "paired_tss_diff",
+                "paired_tss_p", "paired_prauc_diff", "paired_prauc_p"):
+        assert key in result, key
+    rows = result["models"]
+    stack = "stack(wide-deep-lstm+logistic-last)"
+    assert list(rows) == BASELINES + ["lstm", "wide-deep-lstm", stack, "best-baseline", "best-study-model",
+                                      "best-sequence-model"]
+    assert set(result["chosen"]["best-baseline"]) <= set(BASELINES)
+    assert set(result["chosen"]["best-sequence-model"]) <= {"lstm", "wide-deep-lstm", stack}
+    assert all(len(c) == N_FOLDS for c in result["chosen"].values())
+    assert result["best_model_tss"] == rows["best-sequence-model"]["test_tss"]
+    assert 0 <= result["paired_tss_p"] <= 1 and 0 <= result["paired_prauc_p"] <= 1
+    assert "training.calibration=platt" in result["overrides"]  # the table's BSS is after calibration
+    assert "paired bootstrap by region, best-sequence-model vs best-baseline" in text

@@ -84,6 +84,32 @@ def test_ingest_tables_writes_a_store_with_the_report(tmp_path):
     assert source["window_report"]["dropped"]["too_short"] == 4
 
 
+def test_ingest_and_summary_count_windows_by_class(tmp_path, capsys):
+    from flareseq.cli import main
+
+    write_parts(tmp_path)
+    # A third region flares at its second row: too short for a 3-step window, so this flaring
+    # region keeps no positive window.
+    t0 = pd.Timestamp("2012-01-01")
+    pd.DataFrame([{"harp": 30, "time": t0 + pd.Timedelta(minutes=12 * s), "a": s, "b": s, "label": s == 1}
+                  for s in range(4)]).to_csv(tmp_path / "part_2.csv", index=False)
+    args = parser().parse_args(["--table-spec", str(tmp_path / "spec.toml")])
+    text = ingest_tables([str(tmp_path / f"part_{k}.csv") for k in range(3)], args, tmp_path / "store",
+                         progress=False)
+    by_class = read_manifest(tmp_path / "store")["sources"][0]["window_report"]["by_class"]
+    assert by_class["positive"] == {"n_candidates": 3, "n_windows": 2,
+                                    "dropped": {"too_short": 1, "irregular": 0, "gap": 0, "nan": 0, "stride": 0}}
+    assert by_class["negative"]["n_candidates"] == 13 and by_class["negative"]["n_windows"] == 8
+    assert by_class["negative"]["dropped"]["too_short"] == 5
+    assert (by_class["n_flaring_regions"], by_class["n_flaring_regions_kept"]) == (3, 2)
+    assert "positive: 3 row ends -> 2 windows (66.7 % kept); dropped 1 too short" in text
+    assert "flaring regions: 2 of 3 keep at least one positive window" in text
+    assert main(["summary", str(tmp_path / "store"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "negative: 13 row ends -> 8 windows (61.5 % kept); dropped 5 too short" in out
+    assert "flaring regions: 2 of 3" in out
+
+
 @pytest.mark.parametrize(
     "text, match",
     [

@@ -188,6 +188,11 @@ def _run_summary(args: argparse.Namespace) -> int:
     for path, s in per_path.items():
         if s.get("checked"):
             print(f"{path}: {s['checked']}")
+        if isinstance(s.get("windows_by_class"), dict):
+            from flareseq.data.tables.by_class import describe_by_class
+
+            print(f"{path}: windows by class (the table's row ends before the window filter):")
+            print("  " + describe_by_class(s["windows_by_class"]).replace("\n", "\n  "))
     if args.plot:
         print(f"class counts plotted to {args.plot}")
     return 0

@@ -169,6 +169,10 @@ def summarize_path(path: str | PathLike[str], *, on_error: str = "raise", progre
                                    "n_timesteps": m["n_timesteps"], "n_features": len(m["feature_names"]),
                                    "n_missing_values": c["n_missing_values"]})
         from_manifest["checked"] = note
+        by_class = [s["window_report"]["by_class"] for s in m.get("sources", [])
+                    if (s.get("window_report") or {}).get("by_class")]
+        if by_class:  # a store ingested from tables: what the window filter did to each class
+            from_manifest["windows_by_class"] = by_class[0] if len(by_class) == 1 else by_class
         return from_manifest
     fmt = detect_format(path)
     if fmt == "kaggle":  # streamed: counts only, constant memory for a 13 GB file

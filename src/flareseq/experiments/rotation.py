@@ -18,13 +18,25 @@ Usable without MLflow (the default tracker records nothing)::
 
     results = cross_validate([model_config, baseline_config], 5)  # run name -> RunResult
     compare_predictions(results["lstm"].predictions, results["baseline"].predictions)  # paired, by region
+
+Nested mode (:func:`nested_cross_validate`): any choice among runs (the best model, the best
+baseline, the best settings) is made once per outer test fold, on that fold's validation part
+only (carved by region from its training folds), never on a fold that is later a test fold;
+stacked ensembles are fitted the same way (:mod:`flareseq.experiments.nested`)::
+
+    nested = nested_cross_validate(configs, 5, groups={"best-baseline": ["logistic-last", "logistic-summary"],
+                                                       "best-model": ["lstm", "wide-deep-lstm"]},
+                                   stacks={"stack": ["wide-deep-lstm", "logistic-last"]})
+    nested.results["best-model"].predictions  # each fold's forecasts by the model chosen without it
+    nested.chosen["best-model"]               # which, per fold
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +45,7 @@ import pandas as pd
 from flareseq.errors import FlareseqError
 from flareseq.evaluation import verification
 from flareseq.experiments.config import RunConfig
+from flareseq.experiments.nested import FoldPicks, check_inner_outer_disjoint, select_per_fold, stack_folds
 from flareseq.experiments.rundata import DataCache, Source
 from flareseq.experiments.single import (
     RUN_ERRORS,
@@ -164,6 +177,60 @@ def cross_validate(configs: Sequence[RunConfig], k: int, *, source: Source | Non
     return results
 
 
+@dataclass
+class NestedRotation:
+    """A nested rotation: every run's rotation, the stacks' and the nested picks' (each a
+    :class:`RunResult` with fold scores and pooled forecasts), and what each pick chose per fold."""
+
+    results: dict[str, RunResult]
+    chosen: dict[str, list[str]] = field(default_factory=dict)
+    n_validation_regions: dict[str, dict[int, int]] = field(default_factory=dict)
+
+
+def nested_cross_validate(configs: Sequence[RunConfig], k: int, *, groups: Mapping[str, Sequence[str]],
+                          stacks: Mapping[str, Sequence[str]] | None = None, metric: str = "val_tss",
+                          source: Source | None = None, tracker=None, progress: bool | None = None,
+                          echo=None) -> NestedRotation:
+    """:func:`cross_validate` with nested selection: choices made inside each outer training set.
+
+    Parameters
+    ----------
+    configs, k, source, tracker, progress, echo : as :func:`cross_validate`.
+    groups : pick name -> candidate run names; per outer fold the candidate with the highest
+        inner-validation ``metric`` (that fold's validation part, carved by region from its
+        training folds) is chosen, and its test forecasts of that fold are the pick's.
+        Candidates may be stacks, or earlier picks.
+    stacks : stack name -> member run names; a logistic regression on the members' logits,
+        fitted per fold on that fold's validation forecasts (:func:`~flareseq.experiments.nested.stack_folds`).
+
+    Every run's inner validation regions are checked to be disjoint from its outer test regions
+    (:class:`~flareseq.errors.LeakageError` otherwise) where the data has regions.
+    """
+    results = cross_validate(configs, k, source=source, tracker=tracker, progress=progress, echo=echo)
+    regions: dict[str, dict[int, int]] = {}
+    for name, result in results.items():
+        if result.validation_predictions is not None and "region" in result.predictions.columns:
+            regions[name] = check_inner_outer_disjoint(result)
+    first = configs[0]
+    nested = NestedRotation(results=dict(results), n_validation_regions=regions)
+    for name, members in (stacks or {}).items():
+        nested.results[name] = _as_result(stack_folds(nested.results, members, name=name), first)
+    for name, candidates in groups.items():
+        picks = select_per_fold(nested.results, candidates, name=name, metric=metric)
+        nested.results[name] = _as_result(picks, first)
+        nested.chosen[name] = picks.chosen
+    return nested
+
+
+def _as_result(picks: FoldPicks, config: RunConfig) -> RunResult:
+    """A nested pick or stack as a rotation's :class:`RunResult` (fold means and pooled scores,
+    with the bootstrap settings of ``config.verification``)."""
+    scores = summarise_folds(picks.fold_scores)
+    scores.update(pooled_scores(picks.predictions, config))
+    return RunResult(name=picks.name, status="FINISHED", scores=scores, predictions=picks.predictions,
+                     validation_predictions=picks.validation_predictions, fold_scores=picks.fold_scores)
+
+
 def summarise_folds(fold_scores: list[dict[str, float]]) -> dict[str, float]:
     """Mean (under the score's name), ``_sd`` and, for :data:`FOLD_METRICS`, ``_fold<k>``
     of every score the folds share (bootstrap bounds excluded: they do not average)."""
@@ -216,4 +283,5 @@ def _reuse_fold_run(run_id: str, parent_id: str | None, tracker) -> RunResult:
                      predictions=test, validation_predictions=val)
 
 
-__all__ = ["FOLD_METRICS", "run_rotation", "cross_validate", "summarise_folds", "pooled_scores"]
+__all__ = ["FOLD_METRICS", "NestedRotation", "run_rotation", "cross_validate", "nested_cross_validate",
+           "summarise_folds", "pooled_scores"]

@@ -7,12 +7,14 @@ parameters for the shared test suite, and, for weight-tied models, the parameter
 build the untied twin. Training code lives in :mod:`flareseq.training.loop`, not here.
 
 Registered, in this order: the study's six LSTMs (:mod:`.lstm`), ``regularised-lstm``,
-``trellisnet`` (:mod:`.trellisnet`), ``minirocket`` (:mod:`.minirocket`) and ``inception``
-(:mod:`.inception`); docs/models.md describes each with its sources. Other families plug in
+``trellisnet`` (:mod:`.trellisnet`), ``minirocket`` (:mod:`.minirocket`), ``inception``
+(:mod:`.inception`) and ``wide-deep-lstm`` (:mod:`.wide_deep`); docs/models.md describes each with its sources. Other families plug in
 with :func:`register_model`.
 
 A model may define ``fit_features(X_train)``: the training loop calls it once, on the
-training data, before the first gradient step (MiniRocket fits its biases there).
+training data, before the first gradient step (MiniRocket fits its biases there); and
+``warm_start(X_train, y_train)``, called next, for what is fitted to the labels in closed
+form first (``wide-deep-lstm`` fits its logistic part there).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from flareseq.models import inception as _inception
 from flareseq.models import lstm as _lstm
 from flareseq.models import minirocket as _minirocket
 from flareseq.models import trellisnet as _trellisnet
+from flareseq.models import wide_deep as _wide_deep
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,10 @@ for _spec in (
     ModelSpec("inception", _inception.inception,
               "Inception network (InceptionTime's member): 6 modules, residual every 3, GAP",
               {"n_filters": 4, "depth": 3, "kernel_sizes": (6, 4, 2), "bottleneck_size": 4}),
+    # Issue 15: starts as logistic regression on the last step, the strongest simple baseline.
+    ModelSpec("wide-deep-lstm", _wide_deep.wide_deep_lstm,
+              "logistic regression on the last step + zero-initialised LSTM(32) residual",
+              {"hidden_size": 8, **_TINY_LSTM}),
 ):
     register_model(_spec)
 del _spec

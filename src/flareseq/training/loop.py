@@ -39,8 +39,9 @@ Class weights and balanced batches both train the model as if flares were common
 probabilities are too high for the real event rate. Thresholds chosen on validation TSS
 absorb this, but the Brier skill score pays for it (calibrate: ``calibration``).
 
-Model hook: a model that defines ``fit_features(X)`` (MiniRocket) has it called once with the
-training data before the first step, to fit what is learned without gradients.
+Model hooks: a model that defines ``fit_features(X)`` (MiniRocket) has it called once with the
+training data before the first step, to fit what is learned without gradients; one that
+defines ``warm_start(X, y)`` (wide-deep-lstm) has it called next, with the training labels.
 """
 
 from __future__ import annotations
@@ -324,6 +325,10 @@ def train_model(
         if callable(fit_features):
             # What the model learns without gradients (MiniRocket's biases), from training data only.
             fit_features(X)
+        warm_start = getattr(model, "warm_start", None)
+        if callable(warm_start):
+            # A starting point fitted to the training labels (wide-deep-lstm's logistic part).
+            warm_start(X, y)
         stopped_early, best_epoch, best_state = _run_epochs(
             model, X, y, X_val, y_val, cursor, settings, optimizer, sampler, device, log, history)
     if settings.early_stopping and best_state is not None:

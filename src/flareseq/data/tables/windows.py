@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from flareseq.data.dataset import FlareDataset
 from flareseq.data.limits import clip, shorten
+from flareseq.data.tables.by_class import count_by_class, describe_by_class
 from flareseq.data.tables.spec import TableSpec
 from flareseq.errors import ConfigError, DataFormatError
 
@@ -66,6 +67,8 @@ class WindowReport:
     dropped: dict[str, int] = field(default_factory=dict)
     n_interpolated_windows: int = 0
     n_interpolated_steps: int = 0
+    # Per class (labelled tables only): :func:`flareseq.data.tables.by_class.count_by_class`.
+    by_class: dict | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {**{k: v for k, v in self.__dict__.items() if k != "dropped"}, "dropped": dict(self.dropped)}
@@ -78,7 +81,7 @@ class WindowReport:
             f"{self.n_candidates} candidate window ends ({self.n_unlabelled_rows} unlabelled rows cannot end one)\n"
             f"{self.n_windows} windows built ({self.n_positive} positive, {self.n_interpolated_windows} with "
             f"{self.n_interpolated_steps} interpolated steps); dropped: {drops}"
-        )
+        ) + ("" if self.by_class is None else "\n" + describe_by_class(self.by_class))
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,7 +126,8 @@ def build_table_windows(paths: PathsArg, spec: TableSpec, *, progress: bool = Tr
 
         dataset = label_from_catalogue(windows.dataset, spec.catalogue, min_class=spec.min_class,
                                        horizon_hours=spec.horizon_hours, match_on=spec.catalogue_match)
-        report = WindowReport(**{**windows.report.__dict__, "n_positive": dataset.n_positive})
+        # The catalogue labels the built windows only: the class of a dropped row end is unknown.
+        report = WindowReport(**{**windows.report.__dict__, "n_positive": dataset.n_positive, "by_class": None})
         windows = TableWindows(dataset, report)
     log.info("%s", windows.report.summary())
     return windows
@@ -396,11 +400,13 @@ def _window_rows(rows: pd.DataFrame, spec: TableSpec, *, n_files: int, progress:
     X, start_ns = _gather(values, grid, times, ends, first_slot, N, k, progress=progress)
     dataset = _as_dataset(rows, spec, X, labels, folds, codes, region_names, times, ends, start_ns, missing)
     dropped = {name: int((reason == i).sum()) for i, name in enumerate(DROP_REASONS)}
+    all_ends = np.flatnonzero(candidate)
+    by_class = None if labels is None else count_by_class(labels[all_ends], reason, codes[all_ends], DROP_REASONS)
     report = WindowReport(
         n_files=n_files, n_rows=n_rows, n_regions=len(region_names),
         n_unlabelled_rows=int((~candidate).sum()), n_candidates=int(candidate.sum()),
         n_windows=len(ends), n_positive=dataset.n_positive, dropped=dropped,
-        n_interpolated_windows=int((missing > 0).sum()), n_interpolated_steps=int(missing.sum()),
+        n_interpolated_windows=int((missing > 0).sum()), n_interpolated_steps=int(missing.sum()), by_class=by_class,
     )
     return TableWindows(dataset, report)
 
