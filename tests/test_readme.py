@@ -111,7 +111,7 @@ def _run(command: str, cwd: Path) -> subprocess.CompletedProcess:
     if argv[:2] in (["flareseq", "train"], ["flareseq", "experiments"]):
         argv += FAST_RUNS
     if argv[:2] == ["flareseq", "experiments"]:  # one model run and the strongest simple baseline of each grid
-        argv += ["--only", "lstm,lstm-c1,embed-lstm,baseline-logistic-last,baseline-logistic-summary"]
+        argv += ["--only", "lstm,lstm-c1,embed-lstm,wide-deep-lstm,baseline-logistic-last,baseline-logistic-summary"]
     if argv[0] == "flareseq":
         argv = [sys.executable, "-m", "flareseq", *argv[1:]]
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONWARNINGS": "ignore"}

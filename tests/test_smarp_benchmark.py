@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiments" / "smarp.toml"
 TABLE_SPEC = REPO / "experiments" / "smarp-table.toml"
 SIX = ["lstm", "stacked-lstm", "embed-lstm", "tied-stacked-lstm", "embed-stacked-lstm", "embed-tied-stacked-lstm"]
+MODELS = [*SIX, "wide-deep-lstm"]  # experiments/smarp.toml's grid
 BASELINES = ["climatology", "logistic-last", "logistic-summary", "gboost-last", "gboost-summary"]
 N_FOLDS, N_REGIONS, N_ROWS, N_FLARING, N_POSITIVE_ROWS = 5, 8, 40, 2, 8
 
@@ -92,13 +93,13 @@ def test_quick_run_scores_every_model_and_baseline(tables):
     assert result["n_windows_positive"] == N_FOLDS * N_FLARING * N_POSITIVE_ROWS
     assert result["n_test"] == N_REGIONS * windows_per_region  # fold 4, whole
     assert result["n_test_positive_regions"] == N_FLARING
-    assert list(result["models"]) == BASELINES + SIX
-    for name in BASELINES + SIX:
+    assert list(result["models"]) == BASELINES + MODELS
+    for name in BASELINES + MODELS:
         assert name in text  # a table row each
         scores = result["models"][name]
         assert -1 <= scores["test_tss"] <= 1 and scores["test_precision"] is not None
     assert result["models"]["climatology"]["test_tss"] == 0
-    assert result["best_model"] in SIX and result["best_baseline"] in BASELINES
+    assert result["best_model"] in MODELS and result["best_baseline"] in BASELINES
     for label in ("best_model", "best_baseline"):
         chosen = result["models"][result[label]]
         assert result[f"{label}_tss"] == chosen["test_tss"] and result[f"{label}_val_tss"] == chosen["val_tss"]
@@ -150,7 +151,7 @@ def test_cv_rotates_every_fold_through_the_test_set_and_pairs_the_best_two(table
 
 def test_the_experiment_file_is_the_benchmarks_protocol():
     runs = load_experiment(EXPERIMENT).runs
-    assert [r.model.name for r in runs] == SIX
+    assert [r.model.name for r in runs] == MODELS
     config = runs[0]
     assert config.data.format == "table" and config.data.path == "../shared/data/smarp/smarp_*.csv"
     assert list(config.data.table["features"]) == ["AREA", "USFLUX", "MEANGBZ", "R_VALUE"]
