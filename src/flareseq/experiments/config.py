@@ -47,6 +47,13 @@ class DataConfig:
     ``verify``: how a store is checked before a run uses it, and so what its logged content
     hash (``data.content_hash``) stands for: ``"parts"`` (every part's checksum as it is read)
     or ``"full"`` (every row decoded and the hash recomputed).
+
+    ``memory_budget_mb``: the memory a run may take for its data. 0 (the default): no limit,
+    the data is read whole into memory. Otherwise, when ``path`` is a store whose run would
+    need more than that in memory (about five times its float32 features: the store, its
+    parts and their filled and scaled copies), the run reads it in one pass per part into a
+    memory-mapped float32 cache beside the store and trains from there
+    (:mod:`flareseq.experiments.cached_run`): same samples, same order, same model.
     """
 
     path: str = "synthetic"
@@ -61,6 +68,7 @@ class DataConfig:
     cv: int = 0
     cv_by: str = "auto"
     verify: str = "parts"
+    memory_budget_mb: int = 0
 
 
 @dataclass(frozen=True)
