@@ -46,10 +46,10 @@ def _config(store: Path, **overrides) -> RunConfig:
 # -- statistics in one pass ---------------------------------------------------------------------
 @pytest.mark.parametrize("scaler", ["zscore", "signed-log"])
 def test_streamed_statistics_equal_the_in_memory_ones(store, scaler):
-    config = _config(store, **{"prep.scaler": scaler, "data.memory_budget_mb": 1})
+    config = _config(store, **{"prep.scaler": scaler})
     in_memory = prepare_run_data(config, load_source(config.data))
     fitted = Preparation(scaler).fit(in_memory.train)
-    streamed = prepare_cached_run(config).preparation
+    streamed = prepare_cached_run(config.with_overrides({"data.memory_budget_mb": 1})).preparation
     # the same floats: the store read block by block and the array cut into blocks
     np.testing.assert_array_equal(streamed.missing_.medians_, fitted.missing_.medians_)
     np.testing.assert_array_equal(streamed.scaler_.mean_, fitted.scaler_.mean_)
@@ -128,7 +128,7 @@ def test_the_cache_is_written_once_per_data_and_preparation(store):
 
 def test_needs_cache_follows_the_budget(store):
     assert not needs_cache(_config(store))  # 0: no limit
-    assert needs_cache(_config(store, **{"data.memory_budget_mb": 1}))  # ~32 MB in memory > 1 MB
+    assert needs_cache(_config(store, **{"data.memory_budget_mb": 1}))  # ~27 MB in memory > 1 MB
     assert not needs_cache(_config(store, **{"data.memory_budget_mb": 10_000}))
     with pytest.raises(ConfigError, match="memory_budget_mb must be an integer >= 0"):
         needs_cache(_config(store, **{"data.memory_budget_mb": -1}))
@@ -207,3 +207,10 @@ def test_a_failed_write_removes_only_its_own_folder(tmp_path):
             writer.write_blocks("X", (10, 3, 2), [np.ones((9, 3, 2), np.float32)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
     assert cache_key(a=1) != cache_key(a=2) and cache_key(a=1, b=2) == cache_key(b=2, a=1)
+
+
+def test_reading_a_store_whole_over_the_budget_is_refused(store):
+    config = _config(store, **{"data.memory_budget_mb": 1})
+    with pytest.raises(ConfigError, match=r"reading this store whole takes about 27 MB, over data.memory_budget_mb = 1"):
+        prepare_run_data(config)
+    assert prepare_run_data(_config(store, **{"data.memory_budget_mb": 100})).train.n_samples > 0

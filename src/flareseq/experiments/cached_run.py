@@ -31,14 +31,11 @@ import numpy as np
 from flareseq.data.cache import CachedArray, CacheWriter, cache_key, cache_root, read_meta
 from flareseq.errors import ConfigError
 from flareseq.experiments.config import RunConfig
-from flareseq.experiments.rundata import PART_NAMES, verified_hash
+from flareseq.experiments.rundata import PART_NAMES, over_memory_budget, verified_hash
 from flareseq.prep.preparation import Preparation
 from flareseq.prep.streaming import FIT_BLOCK
 from flareseq.training.estimator import FlareClassifier
 
-# the in-memory path's peak over the store's float32 features: 5.4 GB for 1.18 GB in
-# benchmarks/full_data.py (the store, its split copies, the filled and the scaled training set)
-IN_MEMORY_FACTOR = 5.0
 READ_ROWS = 4096  # store rows read at a time (the Python engine's row group)
 
 
@@ -71,23 +68,10 @@ class CachedRunData:
         return dict(zip(PART_NAMES, (self.train, self.validation, self.test)))
 
 
-def in_memory_estimate_mb(manifest: dict) -> float:
-    """What the in-memory path would take for a store, in MB (see ``IN_MEMORY_FACTOR``)."""
-    n = int(manifest["counts"]["n_samples"])
-    return IN_MEMORY_FACTOR * n * int(manifest["n_timesteps"]) * len(manifest["feature_names"]) * 4 / 1e6
-
-
 def needs_cache(config: RunConfig) -> bool:
-    """Whether ``config``'s data goes through the cache: a store with a memory budget that its
-    in-memory path would exceed."""
-    budget = config.data.memory_budget_mb
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-        raise ConfigError(f"data.memory_budget_mb must be an integer >= 0 (0: no limit), got {budget!r}.")
-    if not budget or config.data.path == "synthetic" or config.data.format != "auto":
-        return False
-    from flareseq.data.store import is_store, read_manifest
-
-    return is_store(config.data.path) and in_memory_estimate_mb(read_manifest(config.data.path)) > budget
+    """Whether ``config``'s data goes through the cache: a store with a memory budget that
+    reading it whole would exceed."""
+    return over_memory_budget(config.data) is not None
 
 
 def check_cacheable(config: RunConfig) -> None:
@@ -228,5 +212,4 @@ def _count_labelled(store: Path, folds: list[int]) -> int:
     return n
 
 
-__all__ = ["CachedPart", "CachedRunData", "prepare_cached_run", "fit_cached_run", "needs_cache", "check_cacheable",
-           "in_memory_estimate_mb", "IN_MEMORY_FACTOR"]
+__all__ = ["CachedPart", "CachedRunData", "prepare_cached_run", "fit_cached_run", "needs_cache", "check_cacheable"]
