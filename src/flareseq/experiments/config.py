@@ -49,11 +49,12 @@ class DataConfig:
     or ``"full"`` (every row decoded and the hash recomputed).
 
     ``memory_budget_mb``: the memory a run may take for its data. 0 (the default): no limit,
-    the data is read whole into memory. Otherwise, when ``path`` is a store whose run would
-    need more than that in memory (about five times its float32 features: the store, its
-    parts and their filled and scaled copies), the run reads it in one pass per part into a
-    memory-mapped float32 cache beside the store and trains from there
-    (:mod:`flareseq.experiments.cached_run`): same samples, same order, same model.
+    the data is read whole into memory. Otherwise a store whose in-memory run would need more
+    (about five times its float32 features: the store, its parts and their filled and scaled
+    copies) is never read whole: :mod:`flareseq.experiments.cached_run` prepares it in one
+    pass per part into a memory-mapped float32 cache beside the store and trains from there
+    (same samples, same order, same model), and ``load_source`` (``flareseq run``,
+    ``flareseq experiments``) refuses it with that advice.
     """
 
     path: str = "synthetic"
