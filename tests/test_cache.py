@@ -166,27 +166,50 @@ def test_block_shuffle_visits_every_sample_once_reading_few_blocks_at_a_time():
 
 
 # -- the cache files -------------------------------------------------------------------------
-def _rss_file_kb() -> int:
+def _rss_kb() -> dict[str, int]:
+    fields = {}
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssFile:"):
-            return int(line.split()[1])
-    pytest.skip("no RssFile in /proc/self/status")
+        if line.startswith(("RssFile:", "RssAnon:")):
+            name, value = line.split(":")
+            fields[name] = int(value.split()[0])
+    if len(fields) < 2:
+        pytest.skip("no RssFile/RssAnon in /proc/self/status")
+    return fields
 
 
 def test_reading_the_cache_keeps_resident_memory_bounded(tmp_path):
-    rows, shape = 4096, (60, 25)  # 24.6 MB per 4096 rows; 96 MB in all
+    rows, shape = 4096, (60, 25)  # 24.6 MB per 4096 rows; 98 MB in all
     with CacheWriter(tmp_path, "k") as writer:
         writer.write_blocks("X", (4 * rows, *shape), (np.full((rows, *shape), i, np.float32) for i in range(4)))
         folder = writer.commit({})
-    X = CachedArray(folder / "X.npy", release_bytes=8 << 20)
-    before = _rss_file_kb()
-    peak = before
+    X = CachedArray(folder / "X.npy")
+    before = _rss_kb()
+    grown = {"RssFile": 0, "RssAnon": 0}
     total = 0.0
-    for start in range(0, len(X), 512):
+    order = np.random.default_rng(0).permutation(len(X))
+    for start in range(0, len(X), 512):  # at random, as training gathers, and in order, as prediction reads
+        total += float(X[np.sort(order[start : start + 512])][:, 0, 0].sum())
         total += float(X[start : start + 512][:, 0, 0].sum())
-        peak = max(peak, _rss_file_kb())
-    assert total == 512 * sum(range(4)) * 8  # every value read back
-    assert (peak - before) * 1024 < 24 << 20, f"resident file pages grew by {(peak - before) / 1024:.0f} MB"
+        now = _rss_kb()
+        grown = {k: max(grown[k], now[k] - before[k]) for k in grown}
+    assert total == 2 * 4096 * sum(range(4))  # every value read back
+    assert grown["RssFile"] * 1024 < 8 << 20, f"mapped file pages grew by {grown['RssFile'] / 1024:.0f} MB"
+    assert grown["RssAnon"] * 1024 < 24 << 20, f"private memory grew by {grown['RssAnon'] / 1024:.0f} MB"
+
+
+def test_rows_read_by_any_index_are_the_arrays_rows(tmp_path):
+    values = np.arange(7 * 3 * 2, dtype=np.float32).reshape(7, 3, 2)
+    with CacheWriter(tmp_path, "k") as writer:
+        writer.write_blocks("X", values.shape, [values[:4], values[4:]])
+        folder = writer.commit({})
+    X = CachedArray(folder / "X.npy")
+    assert (len(X), X.shape, X.ndim) == (7, (7, 3, 2), 3)
+    for index in (np.array([0, 1, 2, 5, 6]), np.array([6, 0, 3, 3]), slice(2, 5), slice(None, None, 3), -1, 4,
+                  np.array([True, False] * 3 + [True]), np.array([-1, -7])):
+        np.testing.assert_array_equal(X[index], values[index])
+    np.testing.assert_array_equal(np.asarray(X), values)
+    with pytest.raises(IndexError):
+        X[np.array([7])]
 
 
 def test_a_damaged_cache_file_is_an_error_naming_it(tmp_path):
