@@ -24,8 +24,8 @@ kernel's own high-water mark, ``ru_maxrss``):
    batches: their ratio is the share of training spent waiting for data.
 3. **train through the cache** (after): the same run with ``data.memory_budget_mb``
    (``--budget-mb``, default 1024): ``experiments.cached_run.prepare_cached_run`` (one pass
-   over fold 1 fits the preparation, one pass per part writes the memory-mapped float32 cache
-   beside the store) and ``fit_cached_run`` (batches gathered from the cache). Then the same
+   over fold 1 fits the preparation, one pass per part writes the float32 cache
+   beside the store) and ``fit_cached_run`` (batches read from the cache by index). Then the same
    with the training data more than doubled (folds 1 and 2 training, fold 3 testing, none
    validating: 2.2x the training samples; ``--no-doubled`` skips it): memory stays flat.
 4. **the study's grid** (``--no-grid`` skips it): ``experiments/study.toml``'s 18 runs at the

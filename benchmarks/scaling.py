@@ -11,7 +11,7 @@ For each size, in child processes whose process tree's RSS is sampled (as
    holding all three folds; a size takes the first ``size / chunk`` files, so the larger
    sizes reuse the smaller ones' files) into a store: seconds, MB/s, store size, peak RSS.
 2. **train through the cache**: ``lstm``, one epoch on fold 1, fold 2 validating, with
-   ``data.memory_budget_mb`` set so that the run goes through the memory-mapped cache
+   ``data.memory_budget_mb`` set so that the run goes through the float32 cache
    (``experiments.cached_run``): the passes that fit the preparation and write the cache,
    the epoch's seconds, samples/s, the share spent waiting for data, peak RSS.
 3. **train in memory** (the path before the cache), for comparison, only while its

@@ -1,4 +1,4 @@
-"""A float32 array cache written once next to a store and read through a memory map.
+"""A float32 array cache written once next to a store and read by index.
 
 Training on a store larger than memory reads its prepared samples from here: one ``.npy``
 file per array under ``<store>.cache/<key>/``, where ``key`` is a digest of everything the

@@ -1,4 +1,4 @@
-"""A run's parts read from a store in bounded memory, through a memory-mapped cache.
+"""A run's parts read from a store in bounded memory, through a float32 cache beside it.
 
 :func:`prepare_run_data` reads the whole store into memory, then splits, fills and scales
 copies of it: about five times the store's float32 features at the peak (5.4 GB for the

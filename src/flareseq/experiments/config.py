@@ -52,7 +52,7 @@ class DataConfig:
     the data is read whole into memory. Otherwise a store whose in-memory run would need more
     (about five times its float32 features: the store, its parts and their filled and scaled
     copies) is never read whole: :mod:`flareseq.experiments.cached_run` prepares it in one
-    pass per part into a memory-mapped float32 cache beside the store and trains from there
+    pass per part into a float32 cache beside the store, read by index, and trains from there
     (same samples, same order, same model), and ``load_source`` (``flareseq run``,
     ``flareseq experiments``) refuses it with that advice.
     """

@@ -403,7 +403,7 @@ def _run_epochs(model, X, y, X_val, y_val, cursor, settings, optimizer, sampler,
         row = _epoch_scores(np.concatenate(seen_y), _sigmoid(np.concatenate(seen_logits)), loss_sum / n_seen)
         if cursor is not None:
             pick = cursor.next()
-            # all of it: read batch by batch where it lies (it may be a memory-mapped cache)
+            # all of it: read batch by batch where it lies (it may be a cache on disk)
             xv = X_val if isinstance(pick, slice) else X_val[pick]
             yv = y_val[pick]
             val_logits = predict_logits(model, xv, device=device)

@@ -55,7 +55,7 @@ class TrainingSettings:
         with replacement (the study's generator-fed runs).
         ``"blocks"``: every sample once per epoch, shuffled by blocks: blocks of 4,096
         consecutive samples in a new random order, eight at a time, the samples of those
-        eight shuffled together into batches; reads a memory-mapped cache a few long runs at
+        eight shuffled together into batches; reads a cache on disk a few long runs at
         a time (``data.memory_budget_mb``), in the same seeded order wherever the data lies.
     steps_per_epoch : batches per epoch for ``"full-pass"``, ``"sampled"`` and ``"balanced"``
         (0: ``ceil(n / batch_size)``).
