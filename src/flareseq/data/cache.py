@@ -86,7 +86,7 @@ class CacheWriter:
                 block = np.ascontiguousarray(block, dtype=np.float32)
                 if block.shape[1:] != tuple(shape[1:]):
                     raise FlareseqError(f"cache {name}: a block of shape {block.shape} for an array of {shape}.")
-                handle.write(memoryview(block).cast("B"))
+                handle.write(block.data.cast("B"))
                 n_rows += len(block)
         if n_rows != shape[0]:
             raise FlareseqError(f"cache {name}: {n_rows} rows written, {shape[0]} expected.")
@@ -176,7 +176,7 @@ class CachedArray:
             rows = np.where(rows < 0, rows + n, rows)
         out = np.empty((len(rows), *self.shape[1:]), dtype=np.float32)
         if len(rows):
-            buffer = memoryview(out).cast("B")
+            buffer = out.data.cast("B")
             breaks = np.flatnonzero(np.diff(rows) != 1) + 1  # runs of consecutive rows: one read each
             for first, last in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
                 self._read_into(int(rows[first]), buffer[first * self._row_bytes : last * self._row_bytes])

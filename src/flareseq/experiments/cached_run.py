@@ -183,7 +183,7 @@ def _blocks(store: Path, folds: list[int], features: list[str], size: int,
             continue
         if list(batch.feature_names) != features:
             batch = batch.select_features(features)
-        if labels is not None:
+        if labels is not None and batch.y is not None:  # labelled() above: y is set
             labels.append(batch.y)
         pending.append(batch.X)
         n_pending += batch.n_samples
