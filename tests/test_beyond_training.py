@@ -60,7 +60,7 @@ def test_balanced_sampling_in_study_mode_and_its_errors():
     assert [int(y[i].sum()) for i in sampler.epoch()] == [4, 4, 4]
     with pytest.raises(FlareseqError, match=r"batching='balanced' needs both classes.*found 0 positive"):
         BatchSampler(np.zeros(10, dtype=np.int8), TrainSettings(batching="balanced"), np.random.default_rng(0))
-    with pytest.raises(ConfigError, match=r"batching must be one of \['shuffle', 'balanced', 'full-pass', 'sampled'\], got 'smote'"):
+    with pytest.raises(ConfigError, match=r"batching must be one of \['shuffle', 'balanced', 'full-pass', 'sampled', 'blocks'\], got 'smote'"):
         TrainSettings(batching="smote")
 
 

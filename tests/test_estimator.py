@@ -101,7 +101,7 @@ def test_early_stopping_records_best_epoch():
         ({"scaler": "minmax"}, r"scaler must be one of \['zscore', 'signed-log', 'none'\]"),
         ({"device": "tpu"}, "device must be 'auto', 'cpu' or 'cuda"),
         ({"class_weight": "heavy"}, r"class_weight must be \{\} \(none\), 'balanced'"),
-        ({"batching": "random"}, r"batching must be one of \['shuffle', 'balanced', 'full-pass', 'sampled'\]"),
+        ({"batching": "random"}, r"batching must be one of \['shuffle', 'balanced', 'full-pass', 'sampled', 'blocks'\]"),
         ({"threshold": 1.5}, r"threshold must be in \[0, 1\]"),
         ({"model_params": {"width": 3}}, r"no parameter\(s\) \['width'\]"),
     ],

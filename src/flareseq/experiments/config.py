@@ -47,6 +47,14 @@ class DataConfig:
     ``verify``: how a store is checked before a run uses it, and so what its logged content
     hash (``data.content_hash``) stands for: ``"parts"`` (every part's checksum as it is read)
     or ``"full"`` (every row decoded and the hash recomputed).
+
+    ``memory_budget_mb``: the memory a run may take for its data. 0 (the default): no limit,
+    the data is read whole into memory. Otherwise a store whose in-memory run would need more
+    (about five times its float32 features: the store, its parts and their filled and scaled
+    copies) is never read whole: :mod:`flareseq.experiments.cached_run` prepares it in one
+    pass per part into a float32 cache beside the store, read by index, and trains from there
+    (same samples, same order, same model), and ``load_source`` (``flareseq run``,
+    ``flareseq experiments``) refuses it with that advice.
     """
 
     path: str = "synthetic"
@@ -61,6 +69,7 @@ class DataConfig:
     cv: int = 0
     cv_by: str = "auto"
     verify: str = "parts"
+    memory_budget_mb: int = 0
 
 
 @dataclass(frozen=True)

@@ -62,10 +62,54 @@ class RunData:
         return {name: (int((d.y == 0).sum()), int((d.y == 1).sum())) for name, d in self.parts().items()}
 
 
+# the in-memory path's peak over the store's float32 features: 5.4 GB for 1.18 GB in
+# benchmarks/full_data.py (the store, its split copies, the filled and the scaled training set)
+IN_MEMORY_FACTOR = 5.0
+
+
+def in_memory_estimate_mb(manifest: dict) -> float:
+    """What reading a store whole and preparing a run from it takes, in MB (``IN_MEMORY_FACTOR``
+    times its float32 features)."""
+    n = int(manifest["counts"]["n_samples"])
+    return IN_MEMORY_FACTOR * n * int(manifest["n_timesteps"]) * len(manifest["feature_names"]) * 4 / 1e6
+
+
+def over_memory_budget(config: DataConfig) -> float | None:
+    """The MB reading ``config.path`` whole would take when that exceeds
+    ``config.memory_budget_mb`` (a store only: other inputs are read whole anyway), else None."""
+    budget = config.memory_budget_mb
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise ConfigError(f"data.memory_budget_mb must be an integer >= 0 (0: no limit), got {budget!r}.")
+    if not budget or config.path == "synthetic" or config.format != "auto":
+        return None
+    from flareseq.data.store import is_store, read_manifest
+
+    if not is_store(config.path):
+        return None
+    need = in_memory_estimate_mb(read_manifest(config.path))
+    return need if need > budget else None
+
+
+def check_memory_budget(config: DataConfig) -> None:
+    """Refuse to read a store whole when that would exceed ``data.memory_budget_mb``."""
+    need = over_memory_budget(config)
+    if need is not None:
+        raise ConfigError(
+            f"{config.path}: reading this store whole takes about {need:,.0f} MB, over data.memory_budget_mb = "
+            f"{config.memory_budget_mb}. Runs of `flareseq run` and `flareseq experiments` read their store whole; "
+            "train within the budget through the cache with flareseq.experiments.cached_run (prepare_cached_run, "
+            "fit_cached_run; docs/scale.md), or raise data.memory_budget_mb (0: no limit).")
+
+
 # -- loading ------------------------------------------------------------------------------
 def load_source(config: DataConfig, *, progress: bool | None = None) -> Source:
-    """The samples named by ``config.path`` (``"synthetic"``, a table, or any readable input)."""
+    """The samples named by ``config.path`` (``"synthetic"``, a table, or any readable input).
+
+    A store that would not fit ``config.memory_budget_mb`` read whole is refused
+    (:func:`check_memory_budget`)."""
     from flareseq.data.hashing import content_hash
+
+    check_memory_budget(config)
 
     if config.path == "synthetic":
         from flareseq.data.synthetic import synthetic_dataset
@@ -333,5 +377,5 @@ class DataCache:
 
 
 
-__all__ = ["Source", "RunData", "load_source", "split_source", "labelled_source", "rotation_splits",
+__all__ = ["Source", "RunData", "load_source", "check_memory_budget", "over_memory_budget", "in_memory_estimate_mb", "IN_MEMORY_FACTOR", "split_source", "labelled_source", "rotation_splits",
            "prepare_run_data", "prepare_parts", "data_key", "DataCache"]

@@ -54,11 +54,12 @@ class RunResult:
 
 
 def run_key(config: RunConfig) -> str:
-    """What identifies a run for resuming: its whole configuration but where it is tracked and
-    how its scores' intervals are drawn (neither changes the fitted model)."""
+    """What identifies a run for resuming: its whole configuration but where it is tracked,
+    how its scores' intervals are drawn and its memory budget (none changes the fitted model)."""
     plain = config.to_dict()
     plain.pop("tracking")
     plain.pop("verification", None)
+    plain["data"].pop("memory_budget_mb", None)  # where the data lies while training, not what it is
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
 
 

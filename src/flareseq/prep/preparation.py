@@ -9,7 +9,7 @@ training mean and standard deviation, optionally after a signed log). A model ne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from flareseq.data.dataset import FlareDataset, check_3d
 from flareseq.errors import ConfigError, FlareseqError, NotFittedError
 from flareseq.prep.missing import MissingValues
 from flareseq.prep.scaling import Scaler
+from flareseq.prep.streaming import FIT_BLOCK, PreparationStats
 
 SCALERS = ("zscore", "signed-log", "none")
 # rows checked for non-finite values at a time: a mask of a 1.2 GB array would cost 300 MB more
@@ -46,15 +47,33 @@ class Preparation:
         self.scaler = scaler
 
     def fit(self, X, feature_names: Sequence[str] | None = None) -> Preparation:
-        """Fit on training samples: a :class:`FlareDataset` or an array ``(n, T, F)``."""
+        """Fit on training samples: a :class:`FlareDataset` or an array ``(n, T, F)``.
+
+        The array is read in blocks of :data:`~flareseq.prep.streaming.FIT_BLOCK` samples, as
+        :meth:`fit_blocks` reads a store: both give the same statistics, and neither holds a
+        filled or scaled copy of the whole training set.
+        """
         X, names = _values(X, feature_names)
-        check_no_infinity(X, names)
+        blocks = (X[start : start + FIT_BLOCK] for start in range(0, len(X), FIT_BLOCK))
+        return self.fit_blocks(blocks, n_samples=len(X), feature_names=names, n_timesteps=X.shape[1])
+
+    def fit_blocks(self, blocks: Iterable[np.ndarray], *, n_samples: int, feature_names: Sequence[str],
+                   n_timesteps: int) -> Preparation:
+        """Fit in one pass over the training samples given as consecutive float32 blocks
+        ``(b, T, F)`` (e.g. read from a store), ``n_samples`` in all, in bounded memory.
+
+        Cut into blocks of :data:`~flareseq.prep.streaming.FIT_BLOCK` samples (the last may
+        be shorter) they give exactly the floats of :meth:`fit` on the whole array.
+        """
+        names = tuple(feature_names)
+        stats = PreparationStats(names, n_timesteps, n_samples, signed_log=self.scaler == "signed-log")
+        for block in blocks:
+            block = check_values(block)
+            check_no_infinity(block, names, first_sample=stats.n_added)
+            stats.add(block)
+        self.missing_, self.scaler_ = stats.result(scale=self.scaler != "none")
         self.feature_names_ = names
-        self.n_timesteps_ = X.shape[1]
-        self.missing_ = MissingValues("interpolate").fit(X, names)
-        filled = self.missing_.transform(X)
-        self.scaler_ = None if self.scaler == "none" else Scaler(signed_log=self.scaler == "signed-log").fit(
-            filled, names)
+        self.n_timesteps_ = int(n_timesteps)
         return self
 
     def transform(self, X, *, name: str = "X") -> np.ndarray:
@@ -131,9 +150,9 @@ def check_values(X, *, name: str = "X") -> np.ndarray:
     return check_3d(X.astype(np.float32, copy=False))
 
 
-def check_no_infinity(X: np.ndarray, feature_names: Sequence[str], *, name: str = "X") -> None:
+def check_no_infinity(X: np.ndarray, feature_names: Sequence[str], *, name: str = "X", first_sample: int = 0) -> None:
     """Raise, naming the first position, when ``X`` holds infinite values (NaN is allowed: it
-    marks a missing value)."""
+    marks a missing value); ``first_sample``: the number of ``X[0]`` in the whole data."""
     n_bad_values = n_bad_samples = 0
     first = None
     for start in range(0, len(X), _CHECK_ROWS):
@@ -147,7 +166,8 @@ def check_no_infinity(X: np.ndarray, feature_names: Sequence[str], *, name: str 
     if first is not None:
         s, t, f = first
         raise FlareseqError(
-            f"{name} holds {n_bad_values} infinite value(s) in {n_bad_samples} sample(s), the first at sample {s}, "
+            f"{name} holds {n_bad_values} infinite value(s) in {n_bad_samples} sample(s), the first at sample "
+            f"{first_sample + s}, "
             f"step {t}, feature {feature_names[f]} (found {X[s, t, f]}); expected finite values or NaN for a missing "
             "value (filled as in training). Replace the infinities with NaN, or drop those samples.")
 

@@ -59,6 +59,19 @@ class Scaler:
         self.scale_ = np.where(std > 0, std, 1.0) if self.with_std else np.ones_like(std)
         return self
 
+    @classmethod
+    def from_moments(cls, feature_names: Sequence[str], mean: np.ndarray, std: np.ndarray, *,
+                     signed_log: bool | Sequence[str] = False) -> Scaler:
+        """A fitted scaler from per-feature means and (population) standard deviations taken
+        elsewhere, e.g. block by block (:mod:`flareseq.prep.streaming`)."""
+        scaler = cls(signed_log=signed_log)
+        scaler.feature_names_ = tuple(feature_names)
+        scaler.log_mask_ = scaler._log_mask(scaler.feature_names_)
+        scaler.mean_ = np.asarray(mean, dtype=np.float64)
+        std = np.asarray(std, dtype=np.float64)
+        scaler.scale_ = np.where(std > 0, std, 1.0)
+        return scaler
+
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Scaled float32 copy of ``X`` ``(n, T, F)``; NaN stays NaN."""
         self._check_fitted()

@@ -214,9 +214,37 @@ class FlareClassifier(BaseEstimator):  # type: ignore[misc]  # scikit-learn ship
         preparation = Preparation(self.scaler)
         Xp = preparation.fit_transform(X)
         Xv = preparation.transform(X_val, name="X_val") if has_val else None
+        return self._fit_prepared(settings, preparation, Xp, y, Xv, y_val)
+
+    def fit_prepared(self, preparation: Preparation, X, y, *, X_val=None, y_val=None) -> FlareClassifier:
+        """Train on inputs already prepared by ``preparation`` (fitted on these training
+        samples): float32 ``(n, T, F)`` without NaN, as ``preparation.transform`` gives them,
+        in memory or read by index from disk (a :class:`~flareseq.data.cache.CachedArray`).
+
+        This is :meth:`fit` without its preparation step: on the same samples, settings and
+        seed it trains the same model. The preparation is saved with the model, so
+        :meth:`predict_proba` on raw data repeats it.
+        """
+        settings = self.settings()
+        if preparation.scaler != self.scaler or not hasattr(preparation, "feature_names_"):
+            raise ConfigError(f"fit_prepared needs a Preparation fitted with this classifier's scaler "
+                              f"{self.scaler!r}; got one with {preparation.scaler!r}"
+                              + ("" if hasattr(preparation, "feature_names_") else ", not fitted") + ".")
+        y = check_y(y, len(X))
+        if tuple(X.shape[1:]) != (preparation.n_timesteps_, len(preparation.feature_names_)):
+            raise FlareseqError(f"X has shape {tuple(X.shape)}, but the preparation was fitted on "
+                                f"({preparation.n_timesteps_}, {len(preparation.feature_names_)}) per sample.")
+        if X_val is not None:
+            y_val = check_y(y_val, len(X_val), name="y_val")
+        elif settings.needs_validation and not self.is_baseline:
+            raise ConfigError(f"{', '.join(settings.needs_validation)} need validation data: pass X_val and y_val.")
+        return self._fit_prepared(settings, preparation, X, y, X_val, y_val)
+
+    def _fit_prepared(self, settings: TrainingSettings, preparation: Preparation, Xp, y, Xv, y_val) -> FlareClassifier:
         device = _resolve_device(self.device)
         with _torch_threads(self.n_threads):
             if self.is_baseline:
+                Xp, Xv = np.asarray(Xp), None if Xv is None else np.asarray(Xv)  # baselines take whole arrays
                 core = make_baseline_core(self.model, self.model_params, random_state=self.random_state)
                 started = time.perf_counter()
                 if self.progress:
@@ -268,7 +296,7 @@ class FlareClassifier(BaseEstimator):  # type: ignore[misc]  # scikit-learn ship
     def _positive(self, X_prepared: np.ndarray) -> np.ndarray:
         """The model's own (uncalibrated) event probabilities of prepared inputs."""
         if self.is_baseline:
-            return np.clip(cast(Baseline, self.model_).predict_positive(X_prepared), 0.0, 1.0)
+            return np.clip(cast(Baseline, self.model_).predict_positive(np.asarray(X_prepared)), 0.0, 1.0)
         with _torch_threads(self.n_threads):
             logits = predict_logits(cast(torch.nn.Module, self.model_), X_prepared, device=self.device_)
         return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
@@ -278,6 +306,15 @@ class FlareClassifier(BaseEstimator):  # type: ignore[misc]  # scikit-learn ship
         self._check_fitted()
         X, _ = _split_dataset(X, None)
         return self._positive(self.preparation_.transform(X))
+
+    def predict_proba_prepared(self, X_prepared) -> np.ndarray:
+        """:meth:`predict_proba` of inputs already prepared by ``preparation_`` (e.g. a
+        :class:`~flareseq.data.cache.CachedArray`), read batch by batch."""
+        self._check_fitted()
+        p = self._positive(X_prepared)
+        if self.calibrator_ is not None:
+            p = self.calibrator_.transform(p)
+        return np.column_stack([1.0 - p, p])
 
     def predict_proba(self, X) -> np.ndarray:
         """Probabilities ``(n, 2)``: column 0 no flare, column 1 flare (calibrated when the

@@ -22,7 +22,7 @@ from flareseq.errors import ConfigError
 
 OPTIMIZERS = ("rmsprop", "rmsprop-torch", "adam", "adamw")
 LOSSES = ("bce", "focal")
-BATCHINGS = ("shuffle", "balanced", "full-pass", "sampled")
+BATCHINGS = ("shuffle", "balanced", "full-pass", "sampled", "blocks")
 THRESHOLD_METRICS = ("tss", "hss2")
 CALIBRATIONS = ("platt", "isotonic")
 HISTORY_METRICS = ("loss", "accuracy", "recall", "precision", "tss", "hss2")
@@ -53,6 +53,10 @@ class TrainingSettings:
         ``batch_size``, as ``"shuffle"``).
         ``"sampled"``: ``steps_per_epoch`` batches of ``batch_size`` samples drawn at random
         with replacement (the study's generator-fed runs).
+        ``"blocks"``: every sample once per epoch, shuffled by blocks: blocks of 4,096
+        consecutive samples in a new random order, eight at a time, the samples of those
+        eight shuffled together into batches; reads a cache on disk a few long runs at
+        a time (``data.memory_budget_mb``), in the same seeded order wherever the data lies.
     steps_per_epoch : batches per epoch for ``"full-pass"``, ``"sampled"`` and ``"balanced"``
         (0: ``ceil(n / batch_size)``).
     validation_steps : with ``"sampled"``, each epoch validates on ``validation_steps``
@@ -127,9 +131,9 @@ class TrainingSettings:
         if self.monitor.removeprefix("val_") not in HISTORY_METRICS:
             raise ConfigError(f"monitor must be one of {[p + m for p in ('', 'val_') for m in HISTORY_METRICS]}, "
                               f"got {self.monitor!r}.")
-        if self.batching == "shuffle" and self.steps_per_epoch:
+        if self.batching in ("shuffle", "blocks") and self.steps_per_epoch:
             raise ConfigError("steps_per_epoch applies to batching 'full-pass', 'sampled' or 'balanced'; with "
-                              "'shuffle' an epoch is one pass in batches of batch_size. Set training.batching.")
+                              f"{self.batching!r} an epoch is one pass in batches of batch_size. Set training.batching.")
         check_class_weight(self.class_weight)
 
     @property
