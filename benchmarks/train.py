@@ -54,6 +54,7 @@ The last line is ``RESULT {json}``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -136,8 +137,9 @@ class TorchRunner:
 
         self.repeat += 1
         cpu = time.process_time()
-        h = train_model(self.model, self.X, self.y, settings=self.settings, random_state=self.repeat,
-                        device=self.device, progress=False).history
+        # the batch order follows settings.random_state: a new order per repeat
+        settings = dataclasses.replace(self.settings, random_state=self.repeat)
+        h = train_model(self.model, self.X, self.y, settings=settings, device=self.device, progress=False).history
         cpu = time.process_time() - cpu
         return len(self.X) / h["seconds"][0], h["data_seconds"][0] / h["seconds"][0], len(self.X) / cpu
 

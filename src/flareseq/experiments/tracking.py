@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -200,15 +201,19 @@ class MlflowTracker:
         from flareseq.experiments import pyfunc as serving
 
         n_timesteps, n_features = shape
-        self._mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
-            python_model=serving.__file__,
-            artifacts={"flareseq_model": str(model_dir)},
-            signature=serving.signature(n_timesteps, n_features),
-            input_example=input_example,
-            # Stated, not inferred: inference imports the model in a subprocess (seconds).
-            pip_requirements=serving.requirements(),
-        )
+        with warnings.catch_warnings():
+            # No example is a deliberate choice (a model of the study's windows forecasts no raw
+            # samples; the signature is given): MLflow's advice to add one would only be noise.
+            warnings.filterwarnings("ignore", message="An input example was not provided", category=UserWarning)
+            self._mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT,
+                python_model=serving.__file__,
+                artifacts={"flareseq_model": str(model_dir)},
+                signature=serving.signature(n_timesteps, n_features),
+                input_example=input_example,
+                # Stated, not inferred: inference imports the model in a subprocess (seconds).
+                pip_requirements=serving.requirements(),
+            )
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self._mlflow.set_tags(dict(tags))
