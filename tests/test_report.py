@@ -202,6 +202,16 @@ def test_empty_runs_still_produce_a_report(tmp_path):
     assert paths == report.ReportPaths(tmp_path / "new" / "report.md", tmp_path / "new" / "report.html")
 
 
+
+def test_an_experiment_whose_every_run_failed_still_gets_its_report(tmp_path):
+    # MLflow has no val_tss column when no run logged one (here: the data file was missing)
+    failed = pd.DataFrame({"run_id": ["a", "b"], "name": ["wide-deep-lstm", "baseline-climatology"],
+                           "architecture": ["wide-deep-lstm", "climatology"], "kind": ["model", "baseline"],
+                           "status": ["FAILED", "FAILED"], "error": ["ConfigError: no file matches", "same"]})
+    paths = build_report(failed, out_dir=tmp_path / "failed", meta={"experiment": "smarp"})
+    text = paths.markdown.read_text(encoding="utf-8")
+    assert "there is no best model" in text and "| wide-deep-lstm (FAILED) |" in text and "## Failed runs" in text
+
 # --------------------------------------------------------------------------- verification sections
 
 def test_inflated_uncalibrated_probabilities_are_marked_where_they_are_shown(runs, tmp_path):

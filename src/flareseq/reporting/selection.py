@@ -16,6 +16,8 @@ def finished(runs: pd.DataFrame) -> pd.DataFrame:
 
 def ranked_by_validation(runs: pd.DataFrame) -> pd.DataFrame:
     """Finished runs with a validation TSS, highest first (ties keep the given order)."""
+    if "val_tss" not in runs and finished(runs).empty:
+        return runs.iloc[0:0]  # no run finished (every one failed): nothing to rank, nothing is best
     if "val_tss" not in runs:
         raise ValueError("choosing the best runs needs a 'val_tss' column (chosen on validation, not test); "
                          f"got columns {list(runs.columns)}.")
