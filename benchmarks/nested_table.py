@@ -8,7 +8,6 @@ its training folds; the outer test fold is used for nothing but the scores.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import sys
@@ -98,7 +97,7 @@ def print_paired(label: str, comparison, file=sys.stdout) -> None:
               f"{r.p_first_better:.3f}: {r.verdict()}", file=file)
 
 
-def main_nested(args, runs, source, started: float) -> int:
+def main_nested(args, runs, source, started: float) -> dict:
     from flareseq.experiments.rotation import nested_cross_validate
 
     configs, groups, stacks, kinds = plan_runs(args, runs)
@@ -145,16 +144,4 @@ def main_nested(args, runs, source, started: float) -> int:
                    for label, c in comparisons.items()},
         "models": rows, "seconds": time.perf_counter() - started,
     }
-    print("RESULT " + json.dumps(_jsonable(result)))
-    return 0
-
-
-def _jsonable(value):
-    """Plain JSON values: floats rounded to 4 places, NaN as null."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return None if math.isnan(value) else round(value, 4)
-    return value
+    return result  # smarp.py prints it as its RESULT line

@@ -27,20 +27,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from machine import cpu_info, cpu_line  # noqa: E402
-from test_readme import SHARED_DATA, SWAN_SAMPLES, readme_blocks  # noqa: E402 - the one block extractor
-
-
-def scratch_checkout(root: Path) -> Path:
-    work = root / "work"
-    work.mkdir()
-    for name in ("experiments", "benchmarks"):
-        (work / name).symlink_to(REPO / name)
-    shared = root / "shared" / "data"
-    shared.mkdir(parents=True)
-    (shared / "swan-sf-samples").symlink_to(SWAN_SAMPLES)
-    if (SHARED_DATA / "smarp").is_dir():
-        (shared / "smarp").symlink_to(SHARED_DATA / "smarp")
-    return work
+from test_readme import readme_blocks, scratch_checkout  # noqa: E402 - the test's extractor and layout
 
 
 def run(command: str, cwd: Path, timeout: float) -> tuple[int, float]:

@@ -266,7 +266,9 @@ def main(argv=None) -> int:
           f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
 
     if args.cv and args.nested:
-        return _sibling("nested_table").main_nested(args, runs, source, started)
+        result = _sibling("nested_table").main_nested(args, runs, source, started)
+        print("RESULT " + json.dumps(_jsonable(result)))
+        return 0
     if args.cv:
         return main_rotation(args, runs, source, started)
     base_split = dict(runs[0].data.split)

@@ -85,10 +85,11 @@ def shrink(text: str) -> str:
     return text
 
 
-@pytest.fixture(scope="module")
-def checkout(tmp_path_factory):
-    """A scratch checkout: work/ with experiments and benchmarks, ../shared/data beside it."""
-    root = tmp_path_factory.mktemp("readme")
+def scratch_checkout(root: Path, smarp_regions: int | None = None) -> Path:
+    """``root/work`` laid out like a checkout (experiments and benchmarks linked in) with
+    ``root/shared/data`` beside it: the SWAN-SF samples and, when ../shared/data has them, the
+    SMARP tables (whole, or the first ``smarp_regions`` regions of each fold file).
+    benchmarks/readme_tour.py uses the same layout."""
     work = root / "work"
     work.mkdir()
     for name in ("experiments", "benchmarks"):
@@ -97,13 +98,23 @@ def checkout(tmp_path_factory):
     shared.mkdir(parents=True)
     (shared / "swan-sf-samples").symlink_to(SWAN_SAMPLES)
     smarp = SHARED_DATA / "smarp"
-    if smarp.is_dir():  # a small cut of the real tables: 25 regions per fold file
-        (shared / "smarp").mkdir()
-        for table in sorted(smarp.glob("smarp_[0-9].csv")):
-            frame = pd.read_csv(table)
-            regions = frame[["prefix", "arpnum"]].drop_duplicates().head(25)
-            frame.merge(regions).to_csv(shared / "smarp" / table.name, index=False)
+    if not smarp.is_dir():
+        return work
+    if smarp_regions is None:
+        (shared / "smarp").symlink_to(smarp)
+        return work
+    (shared / "smarp").mkdir()
+    for table in sorted(smarp.glob("smarp_[0-9].csv")):
+        frame = pd.read_csv(table)
+        regions = frame[["prefix", "arpnum"]].drop_duplicates().head(smarp_regions)
+        frame.merge(regions).to_csv(shared / "smarp" / table.name, index=False)
     return work
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory):
+    """A scratch checkout with a small cut of the real SMARP tables: 25 regions per fold file."""
+    return scratch_checkout(tmp_path_factory.mktemp("readme"), smarp_regions=25)
 
 
 def _run(command: str, cwd: Path) -> subprocess.CompletedProcess:
