@@ -237,3 +237,21 @@ def test_reading_a_store_whole_over_the_budget_is_refused(store):
     with pytest.raises(ConfigError, match=r"reading this store whole takes about 27 MB, over data.memory_budget_mb = 1"):
         prepare_run_data(config)
     assert prepare_run_data(_config(store, **{"data.memory_budget_mb": 100})).train.n_samples > 0
+
+
+def test_a_killed_writers_temporary_folder_is_removed_by_the_next_writer(tmp_path):
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+    dead = tmp_path / f".k.tmp-{int(finished.stdout)}-deadbeef"   # its writer no longer runs
+    live = tmp_path / f".k.tmp-{os.getpid()}-cafecafe"            # a writer that still runs
+    other = tmp_path / ".other.tmp-1-x"                            # another key: not ours to judge
+    for folder in (dead, live, other):
+        folder.mkdir()
+        (folder / "train.npy").write_bytes(b"partial")
+    with CacheWriter(tmp_path, "k") as writer:
+        writer.save("train_y", np.zeros(3, dtype=np.float32))
+        writer.commit({"n": 3})
+    assert not dead.exists() and live.is_dir() and other.is_dir()

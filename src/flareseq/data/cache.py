@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from flareseq.data.store_files import process_alive
 from flareseq.errors import FlareseqError
 
 CACHE_FORMAT = "flareseq-array-cache"
@@ -66,8 +67,18 @@ class CacheWriter:
 
     def __enter__(self) -> CacheWriter:
         self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temporaries()
         self.tmp.mkdir()
         return self
+
+    def _remove_stale_temporaries(self) -> None:
+        """A killed writer never reaches ``__exit__``: its ``.KEY.tmp-PID-*`` folder (named by
+        this class, so flareseq's own) is removed here once PID no longer runs, as
+        :func:`~flareseq.data.store_files.recover_leftovers` does for stores."""
+        for entry in self.root.glob(f".{self.key}.tmp-*"):
+            pid = entry.name[len(f".{self.key}.tmp-"):].split("-")[0]
+            if entry.is_dir() and not entry.is_symlink() and pid.isdigit() and not process_alive(int(pid)):
+                shutil.rmtree(entry, ignore_errors=True)
 
     def __exit__(self, *exc) -> None:
         if not self.committed:
